@@ -1,0 +1,47 @@
+"""Chinese NER with a Lattice LSTM (Zhang & Yang, ACL 2018) and char/bichar/softword/SoftLexicon baselines."""
+
+from mlkit.core.registry import Flag, TaskSpec
+
+SPEC = TaskSpec(
+    name="ner",
+    method="Lattice LSTM-CRF over a lexicon lattice (batched), with BiLSTM-CRF and SoftLexicon baselines",
+    paper="Zhang & Yang, Chinese NER Using Lattice LSTM, ACL 2018 (arXiv 1805.02023)",
+    metrics=("test/f1", "test/precision", "test/recall", "test/token_accuracy"),
+    monitor="val/f1",
+    monitor_mode="max",
+    layout=(
+        "<root>/{train,dev,test}.char.bmes (or {train,dev,test}.*.bmes, or train/dev/test *.bio|*.bioes|*.txt): "
+        "one '<char> <tag>' per line (BMES, BIO or BIOES tags), a blank line between sentences; "
+        "dev is optional (10% of train is carved off when missing)"
+    ),
+    inputs="one raw sentence per line (UTF-8 text; whitespace is kept for offsets but never tagged)",
+    flags=(
+        Flag("--lexicon", "lexicon.path", str, "Lexicon file: one word per line, or jieba dict format "
+             "('word freq pos'); default: jieba's dict.txt.", modes=("train",)),
+        Flag("--char-vectors", "vectors.char", str, "Pretrained char vectors (word2vec text file), "
+             "or 'lac' for the LAC char vectors shipped inside jieba.", modes=("train",)),
+        Flag("--bichar-vectors", "vectors.bichar", str, "Pretrained bichar vectors (word2vec text file).",
+             modes=("train",)),
+        Flag("--word-vectors", "vectors.word", str, "Pretrained lexicon word vectors (word2vec text file).",
+             modes=("train",)),
+        Flag("--scheme", "scheme", str, "Tag scheme of the data files: auto, bmes, bio or bioes.",
+             modes=("train", "eval")),
+        Flag("--format", "predict.format", str, "Predict output: json (JSON lines) or conll ('char tag' lines).",
+             modes=("predict",)),
+    ),
+    verbs={"synth": "mlkit.tasks.ner.cli:synth"},
+)
+
+# Config overrides that make `mlkit ner train` (synthetic default data) finish in seconds on CPU.
+TINY = {
+    "epochs": 1,
+    "batch_size": 32,
+    "model.hidden": 32,
+    "synth.train": 120,
+    "synth.dev": 30,
+    "synth.test": 30,
+    "synth.lexicon_size": 400,
+}
+
+# Raw sentences for predict on a model trained on the synthetic default (any text is valid input).
+SAMPLE_INPUTS = ["王小明在北京大学读书。", "", "  上海 东方明珠  ", "2018年5月,张三去了深圳。"]
