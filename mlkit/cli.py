@@ -1,0 +1,503 @@
+"""The `mlkit` command: a Typer root app with one sub-app per registered task.
+
+`import mlkit.cli` stays light (no torch): task packages declare a TaskSpec and their run modules are imported only
+when a command runs. `main()` maps errors to exit codes: 0 ok, 1 failure, 2 usage, 3 bad input data, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+import typer
+
+try:  # newer Typer vendors its own copy of Click; catch the exceptions of both
+    from typer._click import exceptions as _typer_click_exc
+except ImportError:  # pragma: no cover - older Typer uses Click itself
+    _typer_click_exc = click.exceptions
+
+_EXIT = (click.exceptions.Exit, typer.Exit)
+_ABORT = (click.exceptions.Abort, typer.Abort)
+_CLICK_ERROR = (click.exceptions.ClickException, _typer_click_exc.ClickException)
+
+from mlkit import __version__
+from mlkit.core.errors import DataError, MlkitError, UsageError
+from mlkit.core.registry import Flag, TaskSpec, task_table
+
+EXIT_INTERRUPTED = 130
+
+
+# ---------------------------------------------------------------- command building
+class Opt:
+    """One CLI option of a generated command: parameter name, flag, type, default, help, config key."""
+
+    def __init__(
+        self, name: str, flag: str, type_: Any, default: Any, help_: str, key: str | None = None, multiple=False
+    ) -> None:
+        self.name, self.flag, self.type, self.default, self.help, self.key = name, flag, type_, default, help_, key
+        self.multiple = multiple
+
+    def parameter(self) -> inspect.Parameter:
+        if self.type is bool:
+            decl = typer.Option(self.default, self.flag, help=self.help)
+            ann: Any = bool
+        elif self.multiple:
+            decl = typer.Option(None, self.flag, help=self.help)
+            ann = Optional[list[self.type]]  # noqa: UP045 - typer reads typing forms
+        else:
+            decl = typer.Option(self.default, self.flag, help=self.help)
+            ann = Optional[self.type]  # noqa: UP045
+        return inspect.Parameter(self.name, inspect.Parameter.KEYWORD_ONLY, default=decl, annotation=ann)
+
+
+def make_command(fn: Callable[[dict[str, Any]], Any], opts: list[Opt], doc: str) -> Callable[..., Any]:
+    """A function whose signature Typer reads as the given options, calling fn(dict of values)."""
+
+    def command(**kwargs: Any) -> Any:
+        return fn(kwargs)
+
+    params = [o.parameter() for o in opts]
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = doc
+    return command
+
+
+COMMON_KEYS = [  # (flag, config key, type, help)
+    ("--data", "data", str, "Dataset path, or a dataset name under $MLKIT_DATASETS."),
+    ("--arch", "arch", str, "Architecture."),
+    ("--epochs", "epochs", int, "Training epochs."),
+    ("--batch-size", "batch_size", int, "Batch size."),
+    ("--lr", "lr", float, "Learning rate."),
+    ("--seed", "seed", int, "Random seed."),
+    ("--device", "device", str, "auto, cpu, cuda or cuda:N."),
+]
+
+
+def _config_opts(defaults: dict[str, Any], spec: TaskSpec, mode: str) -> list[Opt]:
+    opts = [
+        Opt("config", "--config", str, None, "YAML config file(s); later files win.", multiple=True),
+        Opt("set", "--set", str, None, "Override a config key: --set a.b=value (YAML value).", multiple=True),
+    ]
+    skip = {"train": set(), "eval": {"--arch", "--epochs", "--lr"}, "predict": {"--arch", "--epochs", "--lr", "--data"}}
+    for flag, key, type_, help_ in COMMON_KEYS:
+        if key in defaults and flag not in skip[mode]:
+            opts.append(Opt(key, flag, type_, None, help_, key=key))
+    for f in spec.flags:
+        if mode in f.modes:
+            pname = "t_" + f.name.lstrip("-").replace("-", "_")
+            default = False if f.type is bool else None
+            opts.append(Opt(pname, f.name, f.type, default, f.help, key=f.key, multiple=f.multiple))
+    return opts
+
+
+def _output_opts(mode: str) -> list[Opt]:
+    opts = [
+        Opt("project", "--project", str, "runs", "Runs root folder."),
+        Opt("quiet", "--quiet", bool, False, "No progress bars or info lines."),
+        Opt("debug", "--debug", bool, False, "Show tracebacks."),
+    ]
+    if mode != "predict":
+        opts.insert(1, Opt("json", "--json", bool, False, "Print one JSON object with run dir and metrics on stdout."))
+    return opts
+
+
+def build_task_app(name: str) -> typer.Typer:
+    """The sub-app of one task: train, eval, predict, config, plus its own verbs."""
+    from mlkit.core.config import default_text, load_defaults
+    from mlkit.core.registry import get_spec
+
+    module = task_table()[name]
+    spec = get_spec(name)
+    defaults = load_defaults(module)
+    sub = typer.Typer(help=f"{spec.method} ({spec.paper}).", no_args_is_help=True, add_completion=False)
+
+    if "train" in spec.modes:
+        opts = _config_opts(defaults, spec, "train") + [
+            Opt("name", "--name", str, "train", "Run name (auto-incremented: train, train2, ...)."),
+            Opt("exist_ok", "--exist-ok", bool, False, "Reuse the run dir if it exists."),
+            Opt("resume", "--resume", bool, False, "Continue the run named by --name (default: the newest) from last.pt."),
+        ] + _output_opts("train")
+        sub.command("train")(make_command(lambda kw: run_train(name, kw), opts, f"Train {name}."))
+    if "eval" in spec.modes:
+        opts = [Opt("model", "--model", str, None, "Checkpoint (.pt or run dir); default: newest best.pt.")]
+        opts += _config_opts(defaults, spec, "eval") + _output_opts("eval")
+        sub.command("eval")(make_command(lambda kw: run_eval(name, kw), opts, f"Evaluate a {name} checkpoint."))
+    if "predict" in spec.modes:
+        opts = [
+            Opt("model", "--model", str, None, "Checkpoint (.pt or run dir); default: newest best.pt."),
+            Opt("input", "--input", str, "-", f"Input: {spec.inputs}; one record per line; '-' is stdin."),
+            Opt("output", "--output", str, "-", "Output JSON Lines file; '-' is stdout."),
+        ]
+        opts += _config_opts(defaults, spec, "predict") + _output_opts("predict")
+        sub.command("predict")(make_command(lambda kw: run_predict(name, kw), opts, f"Predict with a {name} model."))
+
+    @sub.command("config")
+    def show_config() -> None:
+        """Print the task's default YAML config."""
+        sys.stdout.write(default_text(module))
+
+    for verb, target in spec.verbs.items():
+        mod_name, fn_name = target.split(":")
+        import importlib
+
+        fn = getattr(importlib.import_module(mod_name), fn_name)
+        sub.command(verb)(fn)
+    return sub
+
+
+def build_app() -> typer.Typer:
+    """The root app with every registered task."""
+    app = typer.Typer(
+        help="mlkit: research methods on your own data. `mlkit <task> train|eval|predict`.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+
+    def version_cb(value: bool) -> None:
+        if value:
+            sys.stdout.write(f"mlkit {__version__}\n")
+            raise typer.Exit(0)
+
+    @app.callback()
+    def root(
+        version: bool = typer.Option(False, "--version", callback=version_cb, is_eager=True, help="Print the version."),
+    ) -> None:
+        """mlkit: research methods on your own data, from one command line."""
+
+    @app.command("tasks")
+    def tasks_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+        """List the tasks: method, paper, modes."""
+        from rich.table import Table
+
+        from mlkit.core.console import emit, make_console
+        from mlkit.core.registry import get_spec
+
+        rows = []
+        for tname in task_table():
+            spec = get_spec(tname)
+            rows.append(
+                {"task": tname, "method": spec.method, "paper": spec.paper, "modes": [*spec.modes, *spec.verbs]}
+            )
+        if as_json:
+            emit({"tasks": rows})
+            return
+        table = Table(title="mlkit tasks")
+        for col in ("task", "method", "paper", "modes"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["task"], r["method"], r["paper"], ", ".join(r["modes"]))
+        make_console().print(table)
+
+    @app.command("settings")
+    def settings_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+        """Show where mlkit looks for datasets and writes runs."""
+        from mlkit.core.console import emit, make_console, metrics_table
+        from mlkit.core.data import datasets_root
+
+        info = {
+            "version": __version__,
+            "datasets_root": str(datasets_root()),
+            "datasets_root_source": "MLKIT_DATASETS" if "MLKIT_DATASETS" in os.environ else "default",
+            "runs_root": str(Path("runs").resolve()),
+            "debug": bool(os.environ.get("MLKIT_DEBUG")),
+        }
+        if as_json:
+            emit(info)
+        else:
+            make_console().print(metrics_table(info, "mlkit settings"))
+
+    for tname in task_table():
+        try:
+            app.add_typer(build_task_app(tname), name=tname)
+        except MlkitError:
+            raise
+        except Exception as exc:  # a broken task must not take the whole CLI down
+            broken = typer.Typer(help=f"(failed to load: {type(exc).__name__}: {exc})")
+            msg = f"task '{tname}' failed to load: {type(exc).__name__}: {exc}"
+
+            @broken.callback(invoke_without_command=True)
+            def _broken(msg: str = typer.Option(msg, hidden=True)) -> None:
+                raise MlkitError(msg, None, "Reinstall mlkit, or run with --debug.")
+
+            app.add_typer(broken, name=tname)
+    return app
+
+
+# ---------------------------------------------------------------- runs
+def _flags(kw: dict[str, Any], defaults: dict[str, Any], spec: TaskSpec, mode: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for o in _config_opts(defaults, spec, mode):
+        if o.key is None:
+            continue
+        value = kw.get(o.name)
+        if o.type is bool and value is False:
+            continue
+        if o.multiple and not value:
+            continue
+        if value is not None:
+            out[o.key] = list(value) if o.multiple else value
+    return out
+
+
+def _prepare(task: str, mode: str, kw: dict[str, Any], base: dict[str, Any] | None = None):  # noqa: ANN202
+    from mlkit.core.config import load_defaults, resolve
+    from mlkit.core.console import make_console
+    from mlkit.core.data import resolve_data
+    from mlkit.core.registry import get_spec
+    from mlkit.core.runtime import Ctx, dist_from_env, init_distributed, seed_everything, select_device
+
+    spec = get_spec(task)
+    defaults = load_defaults(task_table()[task])
+    cfg = resolve(defaults, kw.get("config") or (), kw.get("set") or (), _flags(kw, defaults, spec, mode), base)
+    if cfg.get("data") not in (None, ""):
+        cfg["data"] = str(resolve_data(str(cfg["data"]), spec.layout).resolve())
+    dist = dist_from_env() if mode == "train" else dist_from_env().__class__()
+    quiet = bool(kw.get("quiet"))
+    console = make_console(quiet=quiet or dist.rank != 0)
+    device = select_device(str(cfg.get("device", "auto")), dist)
+    init_distributed(dist, device)
+    seed_everything(int(cfg.get("seed", 0)), bool(cfg.get("deterministic", False)))
+    ctx = Ctx(
+        task=task,
+        mode=mode,
+        device=device,
+        seed=int(cfg.get("seed", 0)),
+        dist=dist,
+        console=console,
+        quiet=quiet,
+        debug=bool(kw.get("debug")),
+        project=Path(kw.get("project") or "runs"),
+    )
+    return spec, cfg, ctx
+
+
+def _print_config(ctx: Any, cfg: dict[str, Any]) -> None:
+    from mlkit.core.config import dump
+
+    if ctx.is_main and not ctx.quiet:
+        ctx.console.print(f"[dim]config ({ctx.task} {ctx.mode}):[/]")
+        ctx.console.print(dump(cfg).rstrip(), style="dim", markup=False)
+
+
+def _report(ctx: Any, spec: TaskSpec, metrics: dict[str, Any], as_json: bool, run_dir: Path | None) -> None:
+    from mlkit.core.console import emit, metrics_table
+
+    if not ctx.is_main:
+        return
+    if as_json:
+        emit(
+            {
+                "schema_version": 1,
+                "task": ctx.task,
+                "mode": ctx.mode,
+                "run_dir": str(run_dir) if run_dir else None,
+                "metrics": metrics,
+            }
+        )
+    else:
+        ctx.console.print(metrics_table(metrics, f"{ctx.task} {ctx.mode}"))
+        if run_dir:
+            ctx.console.print(f"results saved to {run_dir}")
+
+
+def _resume_dir(project: Path, task: str, name: str | None) -> Path:
+    root = project / task
+    if name and name != "train":
+        cand = root / name
+    else:
+        runs = sorted(root.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise UsageError(f"no run to resume in {root}", None, f"Start one with `mlkit {task} train`.")
+        cand = runs[-1].parents[1]
+    if not (cand / "weights" / "last.pt").is_file():
+        raise UsageError(f"no last.pt to resume in {cand}", None, "Name a run that has weights/last.pt with --name.")
+    return cand
+
+
+def run_train(task: str, kw: dict[str, Any]) -> None:
+    """`mlkit <task> train`: resolve config, make the run dir, call run.train, report."""
+    from mlkit.core.registry import run_module
+    from mlkit.core.rundir import create_run_dir, write_config
+    from mlkit.core.runtime import close_distributed
+
+    project = Path(kw.get("project") or "runs")
+    base = None
+    resume_dir = None
+    if kw.get("resume"):
+        import yaml
+
+        resume_dir = _resume_dir(project, task, kw.get("name"))
+        base = yaml.safe_load((resume_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        base.pop("task", None)
+    spec, cfg, ctx = _prepare(task, "train", kw, base)
+    try:
+        if resume_dir is not None:
+            run_dir = resume_dir
+            ctx.resume = resume_dir / "weights" / "last.pt"
+        else:
+            run_dir = None
+            if ctx.is_main:
+                run_dir = create_run_dir(project, task, kw.get("name") or "train", bool(kw.get("exist_ok")))
+            run_dir = ctx.broadcast(run_dir)
+        ctx.run_dir = Path(run_dir)
+        if ctx.is_main:
+            write_config(ctx.run_dir, cfg, task)
+        _print_config(ctx, cfg)
+        ctx.log(f"{task} train on {ctx.device}" + (f" x{ctx.dist.world_size} ranks" if ctx.dist.enabled else ""))
+        try:
+            metrics = run_module(task).train(cfg, ctx)
+        except KeyboardInterrupt:
+            last = ctx.run_dir / "weights" / "last.pt"
+            if ctx.is_main:
+                sys.stderr.write(
+                    f"interrupted: {last} holds the last finished epoch; continue with "
+                    f"`mlkit {task} train --resume --name {ctx.run_dir.name} --project {project}`\n"
+                )
+            raise
+        ctx.barrier()
+        _report(ctx, spec, metrics, bool(kw.get("json")), ctx.run_dir)
+    finally:
+        close_distributed()
+
+
+def run_eval(task: str, kw: dict[str, Any]) -> None:
+    """`mlkit <task> eval`: load a checkpoint, evaluate, report."""
+    from mlkit.core import checkpoint
+    from mlkit.core.console import make_console
+    from mlkit.core.registry import run_module
+    from mlkit.core.rundir import resolve_model
+
+    project = Path(kw.get("project") or "runs")
+    log = make_console(bool(kw.get("quiet"))).print
+    path = resolve_model(kw.get("model"), project, task, log)
+    ckpt = checkpoint.load(path, task)
+    spec, cfg, ctx = _prepare(task, "eval", kw, ckpt.get("config") or {})
+    _print_config(ctx, cfg)
+    metrics = run_module(task).evaluate(cfg, ctx, ckpt)
+    _report(ctx, spec, metrics, bool(kw.get("json")), None)
+
+
+def read_records(source: str) -> Iterator[str]:
+    """Yield input lines (without the newline) from a file or stdin, lazily; bad UTF-8 exits 3."""
+    if source == "-":
+        stream = sys.stdin.buffer
+        where = "stdin"
+    else:
+        p = Path(source)
+        if not p.is_file():
+            raise DataError(f"input not found: {p}", None, "Pass an existing file to --input, or pipe into stdin.")
+        stream = p.open("rb")
+        where = str(p)
+    try:
+        for n, raw in enumerate(stream, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"input is not valid UTF-8 at byte {exc.start}", f"{where} line {n}", "Convert the file to UTF-8."
+                ) from None
+            yield line.rstrip("\n").rstrip("\r")
+    finally:
+        if source != "-":
+            stream.close()
+
+
+def run_predict(task: str, kw: dict[str, Any]) -> None:
+    """`mlkit <task> predict`: records in (file or stdin), one JSON line out per record, flushed each."""
+    from mlkit.core import checkpoint
+    from mlkit.core.console import emit, make_console
+    from mlkit.core.registry import run_module
+    from mlkit.core.rundir import resolve_model
+
+    source = kw.get("input") or "-"
+    if source == "-" and sys.stdin.isatty():
+        raise UsageError(
+            "predict reads records from stdin, and stdin is a terminal",
+            None,
+            f"Pipe records in (`... | mlkit {task} predict`) or pass --input FILE.",
+        )
+    project = Path(kw.get("project") or "runs")
+    log = make_console(bool(kw.get("quiet"))).print
+    path = resolve_model(kw.get("model"), project, task, log)
+    ckpt = checkpoint.load(path, task)
+    spec, cfg, ctx = _prepare(task, "predict", kw, ckpt.get("config") or {})
+    run = run_module(task)
+    if source != "-" and Path(source).is_dir():
+        if not hasattr(run, "expand_input"):
+            raise DataError(f"--input is a folder: {source}", None, f"Give a file with {spec.inputs}, one per line.")
+        records: Any = run.expand_input(Path(source))
+    else:
+        records = read_records(source)
+    out_path = kw.get("output") or "-"
+    out = sys.stdout if out_path == "-" else open(out_path, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        for item in run.predict(cfg, ctx, ckpt, records):
+            if isinstance(item, str):
+                out.write(item if item.endswith("\n") else item + "\n")
+                out.flush()
+            else:
+                emit(item, out)
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
+# ---------------------------------------------------------------- entry point
+def _click_error_line(exc: Any) -> str:
+    ctx = getattr(exc, "ctx", None)
+    if not exc.format_message().strip() and ctx is not None:  # no_args_is_help: show the help
+        return ctx.get_help()
+    where = f" ({ctx.command_path})" if ctx is not None else ""
+    hint = f" Try '{ctx.command_path} --help'." if ctx is not None else ""
+    return f"error: {exc.format_message().rstrip('.')}{where}.{hint}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI. With argv given, return the exit code; from the console script, exit with it."""
+    return_code = argv is not None
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("MLKIT_DEBUG", "") not in ("", "0")
+    code = 0
+    try:
+        command = typer.main.get_command(build_app())
+        result = command.main(args=args, prog_name="mlkit", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except _EXIT as exc:
+        code = exc.exit_code
+    except _ABORT:
+        sys.stderr.write("interrupted\n")
+        code = EXIT_INTERRUPTED
+    except _CLICK_ERROR as exc:
+        sys.stderr.write(_click_error_line(exc) + "\n")
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        code = EXIT_INTERRUPTED
+    except MlkitError as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(exc.line() + "\n")
+        code = exc.exit_code
+    except BrokenPipeError:
+        code = 0
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"error: internal failure: {type(exc).__name__}: {exc}. Rerun with --debug for details.\n")
+        code = 1
+    sys.stderr.flush()
+    if return_code:
+        return code
+    sys.exit(code)

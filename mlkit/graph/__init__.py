@@ -1,0 +1,1 @@
+"""Graph IO shared by the graph tasks (gbp, framelet): one Graph container, one set of loaders."""

@@ -1,0 +1,12 @@
+"""Extra verb of the toy task."""
+
+from pathlib import Path
+
+import typer
+
+
+def synth(out: Path = typer.Option(..., "--out", help="Folder to write data.csv into."), n: int = 64) -> None:
+    """Write the synthetic CSV dataset."""
+    from toytask.run import write_data
+
+    write_data(out, n, seed=0)
