@@ -12,6 +12,10 @@ from mlkit.core.errors import UsageError
 
 # name -> module. Adding a task: a folder under mlkit/tasks/ and one line here.
 TASKS: dict[str, str] = {
+    "anomaly": "mlkit.tasks.anomaly",
+    "ner": "mlkit.tasks.ner",
+    "gbp": "mlkit.tasks.gbp",
+    "framelet": "mlkit.tasks.framelet",
 }
 
 
