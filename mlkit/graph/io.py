@@ -1,0 +1,467 @@
+"""Graph loaders: one `load_graph(path)` that detects the on-disk layout and returns a `Graph`.
+
+Layouts (a folder):
+- generic: CSR `indptr.npy` + `indices.npy` (memory-mapped), or `adj.npz` (scipy sparse), or `edges.npy`
+  (int [m, 2]) / `edges.txt` ("u v" per line; "#" comments); `feats.npy` [n, F] (or `feats.npz` sparse);
+  `labels.npy` ([n] int, or [n, C] 0/1 multilabel); `split.npz` with `train`/`val`/`test` (index arrays or
+  boolean masks; `train_idx`/`idx_train` spellings accepted); optional `meta.json` {"num_nodes": n,
+  "symmetric": true} (symmetric: each undirected edge is listed once and both directions are added).
+- gbp (the original GBP repo): `<name>.txt` (line 1 = n, then one "u v" directed adjacency entry per line),
+  `<name>_feat.npy`, `<name>_labels.npz` (`labels`, `idx_train`, `idx_val`, `idx_test`); inductive extras
+  `<name>_train.txt` / `<name>_train_feat.npy` are read by `load_gbp_train`.
+- saint (GraphSAINT): `adj_full.npz`, `feats.npy`, `class_map.json`, `role.json` {tr, va, te}.
+- friendster (GBP's converter): `friendster1..K.npy` int64 [k, 2] edge chunks (row 0 of chunk 1 = [n, m]),
+  `friendster_feat1..K.npy`, `friendster_labels.npz`, optional `friendster_rw_index.npy`.
+- planetoid raw (`ind.<name>.*`): delegated to `mlkit.graph.planetoid.load_planetoid`.
+
+CSR: indices int32 while n < 2**31, indptr int32 while nnz < 2**31 (int64 beyond). Edge entries are
+unweighted; duplicate entries are kept (they count twice in degrees and sums, as in the original).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from mlkit.core.errors import DataError
+from mlkit.graph.graph import Graph
+
+LAYOUTS = ("generic", "gbp", "saint", "friendster", "planetoid")
+INT32_MAX = 2**31 - 1
+_CHUNK = 1 << 22
+
+
+# ----------------------------------------------------------------------------------------------- CSR
+def index_dtypes(num_nodes: int, nnz: int) -> tuple[np.dtype, np.dtype]:
+    """(indptr dtype, indices dtype): int32 where it fits, int64 beyond 2**31."""
+    ptr = np.int32 if nnz <= INT32_MAX else np.int64
+    idx = np.int32 if num_nodes <= INT32_MAX else np.int64
+    return np.dtype(ptr), np.dtype(idx)
+
+
+def _fill_csr_py(src: np.ndarray, dst: np.ndarray, pos: np.ndarray, out: np.ndarray) -> None:
+    order = np.argsort(src, kind="stable")
+    s = src[order]
+    starts = pos[s]
+    # rank of each entry inside its source's run
+    first = np.searchsorted(s, s, side="left")
+    slots = starts + (np.arange(s.shape[0]) - first)
+    out[slots] = dst[order]
+    np.add.at(pos, s, 1)
+
+
+def _numba_fill():  # noqa: ANN202 - returns a jitted function
+    from numba import njit
+
+    @njit(cache=True)
+    def fill(src, dst, pos, out):  # noqa: ANN001, ANN202
+        for k in range(src.shape[0]):
+            u = src[k]
+            out[pos[u]] = dst[k]
+            pos[u] += 1
+
+    return fill
+
+
+_FILL = None
+
+
+def _fill(src: np.ndarray, dst: np.ndarray, pos: np.ndarray, out: np.ndarray) -> None:
+    global _FILL
+    if src.shape[0] < 4096:
+        _fill_csr_py(src, dst, pos, out)
+        return
+    if _FILL is None:
+        _FILL = _numba_fill()
+    _FILL(src, dst, pos, out)
+
+
+def csr_from_edge_chunks(
+    chunks, num_nodes: int, symmetric: bool = False, self_loops: bool = False, out_dir: Path | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Build CSR (row u holds v for every entry u->v) from a re-iterable of (src, dst) chunks, two passes.
+
+    chunks: a callable returning an iterator of (src, dst) int arrays; symmetric adds v->u too; self_loops
+    adds u->u once per node. With out_dir the arrays are written as indptr.npy/indices.npy memory maps.
+    """
+    deg = np.zeros(num_nodes, dtype=np.int64)
+    for src, dst in chunks():
+        _check_ids(src, dst, num_nodes)
+        deg += np.bincount(src, minlength=num_nodes)
+        if symmetric:
+            deg += np.bincount(dst, minlength=num_nodes)
+    if self_loops:
+        deg += 1
+    nnz = int(deg.sum())
+    ptr_t, idx_t = index_dtypes(num_nodes, nnz)
+    indptr64 = np.zeros(num_nodes + 1, dtype=np.int64)
+    np.cumsum(deg, out=indptr64[1:])
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        indices = np.lib.format.open_memmap(out_dir / "indices.npy", mode="w+", dtype=idx_t, shape=(nnz,))
+    else:
+        indices = np.empty(nnz, dtype=idx_t)
+    pos = indptr64[:-1].copy()
+    if self_loops:
+        nodes = np.arange(num_nodes, dtype=np.int64)
+        _fill(nodes, nodes.astype(idx_t), pos, indices)
+    for src, dst in chunks():
+        _fill(src.astype(np.int64, copy=False), dst.astype(idx_t, copy=False), pos, indices)
+        if symmetric:
+            _fill(dst.astype(np.int64, copy=False), src.astype(idx_t, copy=False), pos, indices)
+    indptr = indptr64.astype(ptr_t)
+    if out_dir is not None:
+        np.save(out_dir / "indptr.npy", indptr)
+        indices.flush()
+        del indices
+        indices = np.load(out_dir / "indices.npy", mmap_mode="r")
+    return indptr, indices
+
+
+def _check_ids(src: np.ndarray, dst: np.ndarray, n: int) -> None:
+    if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
+        raise DataError(
+            f"edge list has node ids outside 0..{n - 1}",
+            None,
+            "Use 0-based node ids below the node count (or fix num_nodes in meta.json).",
+        )
+
+
+def _array_chunks(edges: np.ndarray):  # noqa: ANN202
+    def gen():  # noqa: ANN202
+        for s in range(0, edges.shape[0], _CHUNK):
+            block = np.asarray(edges[s : s + _CHUNK])
+            yield block[:, 0].astype(np.int64), block[:, 1].astype(np.int64)
+
+    return gen
+
+
+def _read_edge_text(path: Path, header_count: bool) -> tuple[int | None, np.ndarray]:
+    """Read 'u v' lines (optionally line 1 = node count) into an int64 [m, 2] array."""
+    with open(path, encoding="utf-8") as f:
+        n = None
+        if header_count:
+            first = f.readline().split()
+            if len(first) != 1:
+                raise DataError("first line must hold the node count", str(path), "Write n alone on line 1.")
+            n = int(first[0])
+        try:
+            arr = np.loadtxt(f, dtype=np.int64, comments="#", ndmin=2)
+        except ValueError as exc:
+            raise DataError(f"bad edge line: {exc}", str(path), "Write one 'u v' pair of integers per line.") from None
+    if arr.size == 0:
+        arr = np.zeros((0, 2), dtype=np.int64)
+    if arr.shape[1] < 2:
+        raise DataError("edge lines need two columns", str(path), "Write one 'u v' pair per line.")
+    return n, arr[:, :2]
+
+
+# ----------------------------------------------------------------------------------------- features
+def _load_features(path: Path) -> np.ndarray:
+    """Memory-map a .npy feature matrix (any float dtype, C or F order); densify a scipy .npz."""
+    if path.suffix == ".npz":
+        import scipy.sparse as sp
+
+        return np.asarray(sp.load_npz(path).todense(), dtype=np.float32)
+    arr = np.load(path, mmap_mode="r")
+    if arr.ndim != 2:
+        raise DataError(f"features must be 2-D [n, F], got shape {arr.shape}", str(path))
+    if arr.dtype == np.float32:
+        return arr
+    if arr.nbytes // max(arr.dtype.itemsize, 1) * 4 < (1 << 30):
+        return np.ascontiguousarray(arr, dtype=np.float32)
+    return arr  # large non-float32: keep the memory map, consumers cast per block
+
+
+def _split_array(store, keys: tuple[str, ...], n: int) -> np.ndarray | None:  # noqa: ANN001
+    """Node ids of one split from an index array, or from a boolean/uint8 mask of length n."""
+    for k in keys:
+        if k in store:
+            a = np.asarray(store[k]).reshape(-1)
+            if a.dtype in (np.bool_, np.uint8) or k.endswith("mask"):
+                if a.shape[0] != n:
+                    raise DataError(f"split mask '{k}' has length {a.shape[0]}, expected {n}")
+                return np.flatnonzero(a).astype(np.int64)
+            return a.astype(np.int64)
+    return None
+
+
+# ----------------------------------------------------------------------------------------- layouts
+def detect_layout(path: str | Path) -> tuple[str, str | None]:
+    """Guess (layout, dataset name) from the files in a folder; raise DataError listing the layouts."""
+    p = Path(path)
+    if p.is_file():
+        p = p.parent
+    if not p.is_dir():
+        raise DataError("dataset folder not found", str(p), "Pass a folder to --data.")
+    names = {f.name for f in p.iterdir()}
+    if "adj_full.npz" in names and "role.json" in names:
+        return "saint", None
+    if "friendster1.npy" in names:
+        return "friendster", "friendster"
+    if ("indptr.npy" in names and "indices.npy" in names) or names & {"edges.npy", "edges.txt", "adj.npz"}:
+        return "generic", None
+    gbp = sorted(n[: -len("_labels.npz")] for n in names if n.endswith("_labels.npz"))
+    gbp = [g for g in gbp if f"{g}.txt" in names]
+    if gbp:
+        return "gbp", gbp[0]
+    planetoid = sorted({m.group(1) for n in names if (m := re.match(r"ind\.(\w+)\.graph$", n))})
+    if planetoid:
+        return "planetoid", planetoid[0]
+    raise DataError(
+        "no known graph layout",
+        str(p),
+        "Expected generic (indptr.npy+indices.npy | edges.npy | edges.txt | adj.npz, feats.npy, labels.npy, "
+        "split.npz), gbp (<name>.txt, <name>_feat.npy, <name>_labels.npz), saint (adj_full.npz, feats.npy, "
+        "class_map.json, role.json), friendster (friendster1.npy.., friendster_feat1.npy..) or planetoid "
+        "(ind.<name>.*).",
+    )
+
+
+def load_graph(path: str | Path, fmt: str = "auto", name: str | None = None) -> Graph:
+    """Load a graph folder in any supported layout (fmt "auto" detects it) as a Graph."""
+    p = Path(path)
+    if p.is_file():
+        p = p.parent
+    if fmt == "auto":
+        fmt, found = detect_layout(p)
+        name = name or found
+    if fmt not in LAYOUTS:
+        raise DataError(f"unknown graph format '{fmt}'", None, f"Use one of: auto, {', '.join(LAYOUTS)}.")
+    if fmt == "generic":
+        return load_generic(p)
+    if fmt == "gbp":
+        return load_gbp(p, name)
+    if fmt == "saint":
+        return load_saint(p)
+    if fmt == "friendster":
+        return load_friendster(p)
+    try:
+        from mlkit.graph.planetoid import load_planetoid
+    except ImportError:
+        raise DataError("Planetoid reader is not available", str(p), "Convert the data to the generic layout.") from None
+    return load_planetoid(p, name or "cora")
+
+
+def load_generic(path: str | Path) -> Graph:
+    """Load the generic layout (see module doc)."""
+    p = Path(path)
+    meta = json.loads((p / "meta.json").read_text()) if (p / "meta.json").exists() else {}
+    symmetric = bool(meta.get("symmetric", False))
+    feats = None
+    for fname in ("feats.npy", "feats.npz", "features.npy"):
+        if (p / fname).exists():
+            feats = _load_features(p / fname)
+            break
+    labels = None
+    if (p / "labels.npy").exists():
+        labels = np.load(p / "labels.npy", mmap_mode="r")
+        labels = np.asarray(labels, dtype=np.int64 if labels.ndim == 1 else np.float32)
+    n = meta.get("num_nodes")
+    if n is None and feats is not None:
+        n = feats.shape[0]
+    if n is None and labels is not None:
+        n = labels.shape[0]
+    if (p / "indptr.npy").exists() and (p / "indices.npy").exists():
+        indptr = np.load(p / "indptr.npy", mmap_mode="r")
+        indices = np.load(p / "indices.npy", mmap_mode="r")
+        n = indptr.shape[0] - 1 if n is None else int(n)
+        if indptr.shape[0] != n + 1 or int(indptr[-1]) != indices.shape[0]:
+            raise DataError("indptr.npy / indices.npy do not form a CSR of the node count", str(p))
+        indptr = np.asarray(indptr)  # small: n + 1 entries
+    elif (p / "adj.npz").exists():
+        indptr, indices, n = _scipy_csr(p / "adj.npz", n)
+    else:
+        if (p / "edges.npy").exists():
+            edges = np.load(p / "edges.npy", mmap_mode="r")
+        elif (p / "edges.txt").exists():
+            _, edges = _read_edge_text(p / "edges.txt", header_count=False)
+        else:
+            raise DataError("no adjacency found", str(p), "Add indptr.npy+indices.npy, adj.npz, edges.npy or edges.txt.")
+        if edges.ndim != 2 or edges.shape[1] != 2:
+            raise DataError(f"edges must be [m, 2], got {edges.shape}", str(p))
+        if n is None:
+            n = int(np.asarray(edges).max()) + 1 if edges.shape[0] else 0
+        indptr, indices = csr_from_edge_chunks(_array_chunks(edges), int(n), symmetric=symmetric)
+    n = int(n)
+    _check_rows(p, n, feats, labels)
+    split = {}
+    if (p / "split.npz").exists():
+        with np.load(p / "split.npz") as z:
+            split = {
+                "train": _split_array(z, ("train", "train_idx", "idx_train", "train_mask"), n),
+                "val": _split_array(z, ("val", "val_idx", "idx_val", "val_mask"), n),
+                "test": _split_array(z, ("test", "test_idx", "idx_test", "test_mask"), n),
+            }
+    return Graph(
+        indptr=indptr, indices=indices, num_nodes=n, features=feats, labels=labels,
+        train_idx=split.get("train"), val_idx=split.get("val"), test_idx=split.get("test"),
+        name=str(meta.get("name", p.name)),
+    )
+
+
+def _check_rows(p: Path, n: int, feats: np.ndarray | None, labels: np.ndarray | None) -> None:
+    if feats is not None and feats.shape[0] != n:
+        raise DataError(f"features have {feats.shape[0]} rows for {n} nodes", str(p), "One feature row per node.")
+    if labels is not None and labels.shape[0] != n:
+        raise DataError(f"labels have {labels.shape[0]} rows for {n} nodes", str(p), "One label per node.")
+
+
+def _scipy_csr(path: Path, n: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    import scipy.sparse as sp
+
+    m = sp.load_npz(path).tocsr()
+    if m.shape[0] != m.shape[1]:
+        raise DataError(f"adjacency must be square, got {m.shape}", str(path))
+    if n is not None and m.shape[0] != n:
+        raise DataError(f"adjacency is {m.shape[0]} nodes, features say {n}", str(path))
+    # weighted entries: an entry of weight w>0 is one adjacency entry (GraphSAINT stores 1s)
+    ptr_t, idx_t = index_dtypes(m.shape[0], m.nnz)
+    return m.indptr.astype(ptr_t), m.indices.astype(idx_t), int(m.shape[0])
+
+
+def load_gbp(path: str | Path, name: str | None = None) -> Graph:
+    """Load the original GBP layout `<name>.txt`, `<name>_feat.npy`, `<name>_labels.npz`."""
+    p = Path(path)
+    if name is None:
+        _, name = detect_layout(p)
+    txt = p / f"{name}.txt"
+    if not txt.exists():
+        raise DataError(f"{txt.name} not found", str(p), "The gbp layout needs <name>.txt with n on line 1.")
+    n, edges = _read_edge_text(txt, header_count=True)
+    assert n is not None
+    indptr, indices = csr_from_edge_chunks(_array_chunks(edges), n)
+    feats = _load_features(p / f"{name}_feat.npy") if (p / f"{name}_feat.npy").exists() else None
+    labels = train = val = test = None
+    if (p / f"{name}_labels.npz").exists():
+        with np.load(p / f"{name}_labels.npz") as z:
+            lab = np.asarray(z["labels"])
+            labels = lab.astype(np.int64) if lab.ndim == 1 else lab.astype(np.float32)
+            train = _split_array(z, ("idx_train", "train_idx"), n)
+            val = _split_array(z, ("idx_val", "val_idx"), n)
+            test = _split_array(z, ("idx_test", "test_idx"), n)
+    _check_rows(p, n, feats, labels)
+    return Graph(indptr, indices, n, feats, labels, train, val, test, name=name)
+
+
+def load_gbp_train(path: str | Path, name: str) -> Graph | None:
+    """The inductive training subgraph `<name>_train.txt` / `<name>_train_feat.npy`, if the folder has it."""
+    p = Path(path)
+    txt = p / f"{name}_train.txt"
+    if not txt.exists():
+        return None
+    n, edges = _read_edge_text(txt, header_count=True)
+    assert n is not None
+    indptr, indices = csr_from_edge_chunks(_array_chunks(edges), n)
+    f = p / f"{name}_train_feat.npy"
+    feats = _load_features(f) if f.exists() else None
+    return Graph(indptr, indices, n, feats, name=f"{name}_train")
+
+
+def load_saint(path: str | Path) -> Graph:
+    """Load GraphSAINT's adj_full.npz / feats.npy / class_map.json / role.json."""
+    p = Path(path)
+    indptr, indices, n = _scipy_csr(p / "adj_full.npz", None)
+    feats = _load_features(p / "feats.npy")
+    cmap = json.loads((p / "class_map.json").read_text())
+    first = next(iter(cmap.values()))
+    if isinstance(first, list):
+        labels = np.zeros((n, len(first)), dtype=np.float32)
+        for k, v in cmap.items():
+            labels[int(k)] = v
+    else:
+        labels = np.full(n, -1, dtype=np.int64)
+        for k, v in cmap.items():
+            labels[int(k)] = int(v)
+    role = json.loads((p / "role.json").read_text())
+    _check_rows(p, n, feats, labels)
+    return Graph(
+        indptr, indices, n, feats, labels,
+        np.asarray(role["tr"], dtype=np.int64), np.asarray(role["va"], dtype=np.int64),
+        np.asarray(role["te"], dtype=np.int64), name=p.name,
+    )
+
+
+def load_friendster(path: str | Path) -> Graph:
+    """Load GBP's Friendster chunks (both directions and a self-loop per node are added, as the original)."""
+    p = Path(path)
+    k = 1
+    files = []
+    while (p / f"friendster{k}.npy").exists():
+        files.append(p / f"friendster{k}.npy")
+        k += 1
+    head = np.load(files[0], mmap_mode="r")
+    n = int(head[0, 0])
+
+    def chunks():  # noqa: ANN202
+        for i, f in enumerate(files):
+            arr = np.load(f, mmap_mode="r")
+            arr = arr[1:] if i == 0 else arr
+            yield from _array_chunks(arr)()
+
+    indptr, indices = csr_from_edge_chunks(chunks, n, symmetric=True, self_loops=True)
+    ffiles = sorted(p.glob("friendster_feat*.npy"), key=lambda f: int(re.sub(r"\D", "", f.stem) or 0))
+    feats = np.concatenate([np.load(f).astype(np.float32) for f in ffiles]) if ffiles else None
+    labels = train = val = test = None
+    if (p / "friendster_labels.npz").exists():
+        with np.load(p / "friendster_labels.npz") as z:
+            train, val, test = (np.asarray(z[f"{s}_idx"], dtype=np.int64) for s in ("train", "val", "test"))
+            labels = np.full(n, -1, dtype=np.int64)
+            for s, idx in (("train", train), ("val", val), ("test", test)):
+                labels[idx] = np.asarray(z[f"{s}_labels"]).astype(np.int64).reshape(-1)
+    return Graph(indptr, indices, n, feats, labels, train, val, test, name="friendster")
+
+
+def friendster_targets(path: str | Path) -> np.ndarray | None:
+    """The Friendster target node ids (`friendster_rw_index.npy`), if present."""
+    f = Path(path) / "friendster_rw_index.npy"
+    return np.load(f).astype(np.int64) if f.exists() else None
+
+
+# ----------------------------------------------------------------------------------------- writers
+def save_generic(
+    path: str | Path,
+    edges: np.ndarray,
+    num_nodes: int,
+    features: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    split: dict[str, np.ndarray] | None = None,
+    symmetric: bool = True,
+    name: str = "graph",
+) -> Path:
+    """Write a graph in the generic layout (edges.npy + CSR indptr/indices, feats, labels, split, meta)."""
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    edges = np.asarray(edges)
+    np.save(p / "edges.npy", edges.astype(np.int32 if num_nodes <= INT32_MAX else np.int64))
+    csr_from_edge_chunks(_array_chunks(edges), num_nodes, symmetric=symmetric, out_dir=p)
+    if features is not None:
+        np.save(p / "feats.npy", np.asarray(features, dtype=np.float32))
+    if labels is not None:
+        np.save(p / "labels.npy", np.asarray(labels))
+    if split is not None:
+        np.savez(p / "split.npz", **{k: np.asarray(v, dtype=np.int64) for k, v in split.items()})
+    (p / "meta.json").write_text(json.dumps({"num_nodes": int(num_nodes), "symmetric": symmetric, "name": name}))
+    return p
+
+
+def induced_subgraph(g: Graph, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of the subgraph induced by `nodes`, reindexed 0..len-1 in the given order."""
+    n = g.num_nodes
+    remap = np.full(n, -1, dtype=np.int64)
+    remap[nodes] = np.arange(nodes.shape[0])
+    indptr = np.asarray(g.indptr, dtype=np.int64)
+    starts, ends = indptr[nodes], indptr[nodes + 1]
+    lens = ends - starts
+    rows = np.repeat(np.arange(nodes.shape[0]), lens)
+    offs = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+    cols = remap[np.asarray(g.indices)[offs]]
+    keep = cols >= 0
+    rows, cols = rows[keep], cols[keep]
+    sub_ptr = np.zeros(nodes.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=nodes.shape[0]), out=sub_ptr[1:])
+    ptr_t, idx_t = index_dtypes(nodes.shape[0], int(sub_ptr[-1]))
+    return sub_ptr.astype(ptr_t), cols.astype(idx_t)
