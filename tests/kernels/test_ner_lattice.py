@@ -1,0 +1,140 @@
+"""Batched lattice recurrence vs the per-sentence references (spec §7C)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlkit.kernels.lattice import lattice_reference, lattice_schedule, lattice_sentence_torch, lattice_torch
+
+DC, DW = 5, 4
+
+
+def _params(rng, hid, dtype=np.float64):
+    shapes = {"Wx": (DC, 3 * hid), "Wh": (hid, 3 * hid), "b": (3 * hid,), "Ux": (DC, hid), "Uc": (hid, hid),
+              "u": (hid,), "Vx": (DW, 3 * hid), "Vh": (hid, 3 * hid), "v": (3 * hid,)}
+    return {k: (rng.normal(size=s) * 0.7).astype(dtype) for k, s in shapes.items()}
+
+
+def _batch(rng, lengths, words_per_char):
+    xs = [rng.normal(size=(n, DC)) for n in lengths]
+    wb, ws, wl = [], [], []
+    for b, n in enumerate(lengths):
+        for _ in range(rng.poisson(words_per_char * n) if n >= 2 else 0):
+            s = int(rng.integers(0, n - 1))
+            e = int(rng.integers(s + 1, min(n, s + 5)))
+            wb.append(b), ws.append(s), wl.append(e)
+    xw = rng.normal(size=(len(wb), DW))
+    return xs, np.array(wb, dtype=np.int64), np.array(ws, dtype=np.int64), np.array(wl, dtype=np.int64), xw
+
+
+def _run_batched(xs, lengths, wb, ws, wl, xw, p, reverse, dtype=torch.float64):
+    m = max(lengths)
+    x = torch.zeros(len(xs), m, DC, dtype=dtype)
+    for b, xi in enumerate(xs):
+        x[b, : len(xi)] = torch.tensor(xi, dtype=dtype)
+    plan = lattice_schedule(np.array(lengths), wb, ws, wl, reverse)
+    pt = {k: torch.tensor(v, dtype=dtype) for k, v in p.items()}
+    return lattice_torch(x, torch.tensor(lengths), torch.tensor(xw, dtype=dtype), plan, pt, reverse)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 100_000), lengths=st.lists(st.integers(1, 9), min_size=1, max_size=4),
+       density=st.sampled_from([0.0, 0.5, 1.5]), reverse=st.booleans(), hid=st.integers(1, 6))
+def test_batched_equals_per_sentence(seed, lengths, density, reverse, hid):
+    rng = np.random.default_rng(seed)
+    p = _params(rng, hid)
+    xs, wb, ws, wl, xw = _batch(rng, lengths, density)
+    got = _run_batched(xs, lengths, wb, ws, wl, xw, p, reverse).numpy()
+    pt = {k: torch.tensor(v) for k, v in p.items()}
+    for b, n in enumerate(lengths):
+        sel = wb == b
+        want = lattice_reference(xs[b], ws[sel], wl[sel], xw[sel], p, reverse)
+        one = lattice_sentence_torch(torch.tensor(xs[b]), ws[sel], wl[sel], torch.tensor(xw[sel]), pt, reverse)
+        assert np.abs(got[b, :n] - want).max() < 1e-5
+        assert np.abs(one.numpy() - want).max() < 1e-5
+
+
+def test_batched_float32_and_gradients_match_per_sentence():
+    rng = np.random.default_rng(7)
+    lengths = [7, 3, 9, 1]
+    p = _params(rng, 4, np.float32)
+    xs, wb, ws, wl, xw = _batch(rng, lengths, 1.0)
+    assert len(wb) > 5
+    pb = {k: torch.tensor(v, requires_grad=True) for k, v in p.items()}
+    ps = {k: torch.tensor(v, requires_grad=True) for k, v in p.items()}
+    m = max(lengths)
+    x = torch.zeros(len(xs), m, DC)
+    for b, xi in enumerate(xs):
+        x[b, : len(xi)] = torch.tensor(xi, dtype=torch.float32)
+    total_b = 0.0
+    for reverse in (False, True):
+        plan = lattice_schedule(np.array(lengths), wb, ws, wl, reverse)
+        hb = lattice_torch(x, torch.tensor(lengths), torch.tensor(xw, dtype=torch.float32), plan, pb, reverse)
+        mask = (torch.arange(m)[None, :] < torch.tensor(lengths)[:, None]).float()
+        total_b = total_b + ((hb.sum(2) * mask) ** 2).sum()
+        for b, n in enumerate(lengths):
+            sel = wb == b
+            hs = lattice_sentence_torch(x[b, :n], ws[sel], wl[sel], torch.tensor(xw[sel], dtype=torch.float32), ps,
+                                        reverse)
+            assert (hs - hb[b, :n]).abs().max().item() < 1e-5
+            (hs.sum(1) ** 2).sum().backward()
+    total_b.backward()
+    for k in p:
+        assert torch.allclose(pb[k].grad, ps[k].grad, atol=1e-4, rtol=1e-4), k
+
+
+def test_no_words_reduces_to_coupled_gate_lstm():
+    """Without matched words the cell is an LSTM whose forget gate is 1 - i: nn.LSTM with W_f = -W_i."""
+    rng = np.random.default_rng(1)
+    hid, n = 3, 8
+    p = _params(rng, hid)
+    x = rng.normal(size=(n, DC))
+    lstm = torch.nn.LSTM(DC, hid, batch_first=True).double()
+    wi, wo, wg = np.split(p["Wx"].T, 3)
+    ui, uo, ug = np.split(p["Wh"].T, 3)
+    bi, bo, bg = np.split(p["b"], 3)
+    with torch.no_grad():  # nn.LSTM gate order: i, f, g, o
+        lstm.weight_ih_l0.copy_(torch.tensor(np.concatenate([wi, -wi, wg, wo])))
+        lstm.weight_hh_l0.copy_(torch.tensor(np.concatenate([ui, -ui, ug, uo])))
+        lstm.bias_ih_l0.copy_(torch.tensor(np.concatenate([bi, -bi, bg, bo])))
+        lstm.bias_hh_l0.zero_()
+        want = lstm(torch.tensor(x)[None])[0][0].numpy()
+    empty = np.zeros(0, dtype=np.int64)
+    got = _run_batched([x], [n], empty, empty, empty, np.zeros((0, DW)), p, False)[0].numpy()
+    assert np.abs(got - want).max() < 1e-10
+    assert np.abs(lattice_reference(x, empty, empty, np.zeros((0, DW)), p) - want).max() < 1e-10
+
+
+def test_words_change_the_cell():
+    """A word ending at j replaces c_{j-1} in c_j (guards against a kernel that ignores the lattice)."""
+    rng = np.random.default_rng(2)
+    p = _params(rng, 3)
+    x = rng.normal(size=(4, DC))
+    empty = np.zeros(0, dtype=np.int64)
+    plain = lattice_reference(x, empty, empty, np.zeros((0, DW)), p)
+    with_word = lattice_reference(x, np.array([0]), np.array([2]), rng.normal(size=(1, DW)), p)
+    np.testing.assert_allclose(plain[:2], with_word[:2])
+    assert np.abs(plain[2] - with_word[2]).max() > 1e-3
+
+
+@pytest.mark.gpu
+def test_lattice_cuda_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA")
+    rng = np.random.default_rng(3)
+    lengths = [12, 5, 9]
+    p = _params(rng, 8)
+    xs, wb, ws, wl, xw = _batch(rng, lengths, 1.0)
+    cpu = _run_batched(xs, lengths, wb, ws, wl, xw, p, True)
+    m = max(lengths)
+    x = torch.zeros(len(xs), m, DC, dtype=torch.float64)
+    for b, xi in enumerate(xs):
+        x[b, : len(xi)] = torch.tensor(xi)
+    plan = lattice_schedule(np.array(lengths), wb, ws, wl, True)
+    pt = {k: torch.tensor(v).cuda() for k, v in p.items()}
+    gpu = lattice_torch(x.cuda(), torch.tensor(lengths).cuda(), torch.tensor(xw).cuda(), plan, pt, True).cpu()
+    assert (gpu - cpu).abs().max().item() < 1e-5
