@@ -27,7 +27,7 @@ def mlkit(*args: str, stdin: bytes | None = None, cwd: Path | None = None, timeo
 
 
 def test_import_cli_does_not_import_torch():
-    code = "import sys, mlkit.cli; print('torch' in sys.modules)"
+    code = "import sys, mlkit.cli; mlkit.cli.build_app(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env())
     assert out.stdout.strip() == "False", out.stderr
 
@@ -175,3 +175,13 @@ def test_same_seed_same_metrics_on_cpu(runs_dir, capsys):
         assert main(["toy", "train", "--project", str(runs_dir), "--quiet", "--json", "--device", "cpu"]) == 0
         outs.append(json.loads(capsys.readouterr().out)["metrics"])
     assert outs[0] == outs[1]
+
+
+def test_no_progress_bars_when_stderr_is_not_a_terminal_and_quiet_is_silent(runs_dir):
+    out = mlkit("toy", "train", "--project", str(runs_dir), "--epochs", "2")
+    assert out.returncode == 0
+    err = out.stderr.decode()
+    assert "\x1b[" not in err  # no bars, no colours in a pipe
+    assert "epoch 2/2" in err and out.stdout == b""  # people's text on stderr, nothing on stdout
+    quiet = mlkit("toy", "train", "--project", str(runs_dir), "--epochs", "1", "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr.decode().strip() == "" and quiet.stdout == b""
