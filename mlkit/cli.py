@@ -14,21 +14,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import typer
-
-try:  # newer Typer vendors its own copy of Click; catch the exceptions of both
-    from typer._click import exceptions as _typer_click_exc
-except ImportError:  # pragma: no cover - older Typer uses Click itself
-    _typer_click_exc = click.exceptions
-
-_EXIT = (click.exceptions.Exit, typer.Exit)
-_ABORT = (click.exceptions.Abort, typer.Abort)
-_CLICK_ERROR = (click.exceptions.ClickException, _typer_click_exc.ClickException)
 
 from mlkit import __version__
 from mlkit.core.errors import DataError, MlkitError, UsageError
-from mlkit.core.registry import Flag, TaskSpec, task_table
+from mlkit.core.registry import TaskSpec, task_table
+
+try:  # Typer >= 0.17 vendors its own Click
+    from typer._click import exceptions as _click_exc
+except ImportError:  # pragma: no cover - older Typer runs on Click itself
+    from click import exceptions as _click_exc  # type: ignore[no-redef]
+
+_EXIT = (typer.Exit, getattr(_click_exc, "Exit", typer.Exit))
+_ABORT = (typer.Abort, getattr(_click_exc, "Abort", typer.Abort))
+_CLICK_ERROR = (_click_exc.ClickException,)
 
 EXIT_INTERRUPTED = 130
 
