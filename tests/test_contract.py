@@ -31,7 +31,7 @@ def _set_args(tiny: dict) -> list[str]:
 
 
 def _inputs(module, run_dir: Path) -> list[str]:
-    sample = getattr(module, "SAMPLE_INPUTS")
+    sample = module.SAMPLE_INPUTS
     if isinstance(sample, str):
         mod, fn = sample.split(":")
         return list(getattr(importlib.import_module(mod), fn)(run_dir))
@@ -42,7 +42,7 @@ def _inputs(module, run_dir: Path) -> list[str]:
 def test_task_contract(task, runs_dir, capsys):
     module = task_module(task)
     spec = get_spec(task)
-    tiny = getattr(module, "TINY")
+    tiny = module.TINY
     rc = main([task, "train", "--project", str(runs_dir), "--device", "cpu", "--quiet", "--json", *_set_args(tiny)])
     cap = capsys.readouterr()
     assert rc == 0, cap.err[-3000:]
