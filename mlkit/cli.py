@@ -251,14 +251,14 @@ def _prepare(task: str, mode: str, kw: dict[str, Any], base: dict[str, Any] | No
     from mlkit.core.console import make_console
     from mlkit.core.data import resolve_data
     from mlkit.core.registry import get_spec
-    from mlkit.core.runtime import Ctx, dist_from_env, init_distributed, seed_everything, select_device
+    from mlkit.core.runtime import Ctx, Dist, dist_from_env, init_distributed, seed_everything, select_device
 
     spec = get_spec(task)
     defaults = load_defaults(task_table()[task])
     cfg = resolve(defaults, kw.get("config") or (), kw.get("set") or (), _flags(kw, defaults, spec, mode), base)
     if cfg.get("data") not in (None, ""):
         cfg["data"] = str(resolve_data(str(cfg["data"]), spec.layout).resolve())
-    dist = dist_from_env() if mode == "train" else dist_from_env().__class__()
+    dist = dist_from_env() if mode == "train" else Dist()  # eval and predict run in one process
     quiet = bool(kw.get("quiet"))
     console = make_console(quiet=quiet or dist.rank != 0)
     device = select_device(str(cfg.get("device", "auto")), dist)
