@@ -55,7 +55,11 @@ def coreset_definition(features: np.ndarray, n: int, start: int = 0) -> np.ndarr
 
 
 def coreset_torch(features: Any, n: int, start: int = 0, half: bool | None = None) -> Any:
-    """Greedy k-center in torch on the tensor's device; fp16 distances on CUDA unless `half` says otherwise."""
+    """Greedy k-center in torch on the tensor's device; fp16 matmul distances on CUDA unless `half` says otherwise.
+
+    float64 input uses the direct (x - z)^2 form (bit-comparable with the reference); float32/16 use
+    ||x||^2 + ||z||^2 - 2 x.z (one matrix-vector product per step, clamped at 0).
+    """
     import torch
 
     _check(features.shape[0], n)
@@ -64,18 +68,18 @@ def coreset_torch(features: Any, n: int, start: int = 0, half: bool | None = Non
         half = x.is_cuda
     if half:
         x = x.half()
+    direct = x.dtype == torch.float64
     out = torch.empty(n, dtype=torch.long, device=x.device)
-    dmin = torch.full((x.shape[0],), float("inf"), dtype=torch.float32 if half else x.dtype, device=x.device)
-    xn = (x.float() ** 2).sum(dim=1) if half else (x * x).sum(dim=1)
+    dmin = torch.full((x.shape[0],), float("inf"), dtype=torch.float64 if direct else torch.float32, device=x.device)
+    xn = None if direct else (x.float() ** 2).sum(dim=1)
     last = torch.tensor(start, device=x.device)
     for i in range(n):
         out[i] = last
         row = x[last]
-        if half:
-            d2 = xn + xn[last] - 2.0 * (x @ row).float()
-            d = d2.clamp_(min=0).sqrt_()
-        else:
+        if direct:
             d = ((x - row) ** 2).sum(dim=1).sqrt()
+        else:
+            d = (xn + xn[last] - 2.0 * (x @ row).float()).clamp_(min=0).sqrt_()
         torch.minimum(dmin, d, out=dmin)
         dmin[last] = 0.0
         last = torch.argmax(dmin)

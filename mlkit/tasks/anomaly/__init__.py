@@ -48,6 +48,7 @@ TINY = {
     "synth.test_combined": 1,
     "uff.steps": 3,
     "uff.pairs_per_step": 256,
+    "fusion.pixel_samples": 20000,
 }
 
 # Predict inputs exist only after training synthesised the data into the run dir.

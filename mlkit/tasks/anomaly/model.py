@@ -1,0 +1,124 @@
+"""Unsupervised Feature Fusion (UFF, spec §2.6): two MLP branches and the patch-wise contrastive loss."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _mlp(dim: int, ratio: int) -> nn.Sequential:
+    return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, ratio * dim), nn.GELU(), nn.Linear(ratio * dim, dim))
+
+
+class UFF(nn.Module):
+    """chi_pt, chi_rgb (LN -> Linear -> GELU -> Linear) and the loss-only heads sigma_pt, sigma_rgb (-> 256)."""
+
+    def __init__(self, pt_dim: int, rgb_dim: int, ratio: int = 4, head_dim: int = 256) -> None:
+        super().__init__()
+        self.chi_pt = _mlp(pt_dim, ratio)
+        self.chi_rgb = _mlp(rgb_dim, ratio)
+        self.sigma_pt = nn.Linear(pt_dim, head_dim)
+        self.sigma_rgb = nn.Linear(rgb_dim, head_dim)
+
+    def forward(self, x_pt: torch.Tensor, x_rgb: torch.Tensor) -> torch.Tensor:
+        """Fused patch features [chi_pt(x_pt) || chi_rgb(x_rgb)] (point part first)."""
+        return torch.cat([self.chi_pt(x_pt), self.chi_rgb(x_rgb)], dim=-1)
+
+    def loss(self, x_pt: torch.Tensor, x_rgb: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """One-directional (rgb -> pt) InfoNCE over the N patch pairs: 2T * CE(q k^T / T, diagonal)."""
+        q = F.normalize(self.sigma_rgb(self.chi_rgb(x_rgb)), dim=1)
+        k = F.normalize(self.sigma_pt(self.chi_pt(x_pt)), dim=1)
+        logits = q @ k.T / temperature
+        return 2 * temperature * F.cross_entropy(logits, torch.arange(len(q), device=q.device))
+
+
+def rgb_to_point_grid(rgb: np.ndarray, rgb_grid: int, pairs: str = "aligned") -> np.ndarray:
+    """RGB patch rows (g*g, D) for each point patch (2g*2g): 2x2 replication, or the reference's misaligned order."""
+    g2 = 2 * rgb_grid
+    n_rgb = rgb_grid * rgb_grid
+    if pairs == "reference":
+        p = np.arange(g2 * g2)
+        idx = (4 * (p % n_rgb) + p // n_rgb) % n_rgb
+        return rgb[idx]
+    r, c = np.divmod(np.arange(g2 * g2), g2)
+    return rgb[(r // 2) * rgb_grid + c // 2]
+
+
+def foreground(x_pt: np.ndarray, strict: bool) -> np.ndarray:
+    """Patches with point support: all dims non-zero (reference, Point-MAE) or any non-zero (sparse FPFH)."""
+    return np.all(x_pt != 0, axis=1) if strict else np.any(x_pt != 0, axis=1)
+
+
+def train_uff(
+    samples: list[tuple[Any, Any]], cfg: dict[str, Any], device: str, generator: torch.Generator, track: Any, log: Any
+) -> UFF:
+    """Train UFF on cached (rgb, pt) patch features of all categories; returns the model in eval mode."""
+    u = cfg["uff"]
+    rgb0, pt0 = samples[0]
+    rgb_grid = int(round(math.sqrt(rgb0.shape[0])))
+    strict = str(cfg["point_backbone"]).startswith("pointmae")
+    model = UFF(pt0.shape[1], rgb0.shape[1], int(u["hidden_ratio"])).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), betas=(0.9, 0.95), weight_decay=u["weight_decay"])
+    bs = max(1, min(int(cfg["batch_size"]), len(samples)))
+    steps = int(u["steps"]) or int(cfg["epochs"]) * math.ceil(len(samples) / bs)
+    warm = min(int(u["warmup_steps"]), max(0, steps - 1))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, warm, steps))
+    model.train()
+    last = float("nan")
+    for step in track(_steps(steps), "UFF", steps):
+        pick = torch.randperm(len(samples), generator=generator)[:bs].tolist()
+        xs_pt, xs_rgb = [], []
+        for i in pick:
+            rgb, pt = np.asarray(samples[i][0], np.float32), np.asarray(samples[i][1], np.float32)
+            fg = foreground(pt, strict)
+            xs_pt.append(pt[fg])
+            xs_rgb.append(rgb_to_point_grid(rgb, rgb_grid, str(u["pairs"]))[fg])
+        x_pt, x_rgb = np.concatenate(xs_pt), np.concatenate(xs_rgb)
+        if len(x_pt) < 2:
+            continue
+        sub = torch.randperm(len(x_pt), generator=generator)[: int(u["pairs_per_step"])].numpy()
+        loss = model.loss(torch.from_numpy(x_pt[sub]).to(device), torch.from_numpy(x_rgb[sub]).to(device),
+                          float(u["temperature"]))  # fmt: skip
+        if not torch.isfinite(loss):
+            from mlkit.core.errors import RunFailure
+
+            raise RunFailure(f"UFF loss is {loss.item()} at step {step}", None, "Lower --lr or check the features.")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        last = float(loss.item())
+        if step == 0 or (step + 1) % max(1, steps // 4) == 0:
+            log(f"UFF step {step + 1}/{steps}: loss {last:.4f}")
+    model.eval()
+    return model
+
+
+def fuse(model: UFF | None, rgb: np.ndarray, pt: np.ndarray, device: str, chunk: int = 8192) -> np.ndarray:
+    """Fused features (n_pt, Dp + Dr) of one sample with aligned replication of the RGB grid."""
+    grid = int(round(math.sqrt(rgb.shape[0])))
+    x_rgb = rgb_to_point_grid(np.asarray(rgb, np.float32), grid)
+    x_pt = np.asarray(pt, np.float32)
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(x_pt), chunk):
+            out.append(model(torch.from_numpy(x_pt[s : s + chunk]).to(device),
+                             torch.from_numpy(x_rgb[s : s + chunk]).to(device)).float().cpu().numpy())  # fmt: skip
+    return np.concatenate(out)
+
+
+def _lr_factor(step: int, warm: int, total: int) -> float:
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _steps(n: int) -> Iterator[int]:
+    yield from range(n)
