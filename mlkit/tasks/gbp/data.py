@@ -1,0 +1,163 @@
+"""GBP data: presets, the dataset (or the embedded synthetic graph), targets and the precomputed rows per split."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlkit.core.errors import DataError, UsageError
+from mlkit.graph.graph import Graph
+from mlkit.tasks.gbp.precompute import Propagated, propagate_rows
+
+SPLITS = ("train", "val", "test")
+
+
+# ------------------------------------------------------------------------------------ config
+def apply_preset(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Fill the keys left at their default with the preset's values (keys set to other values win)."""
+    name = cfg.get("preset")
+    if not name:
+        return cfg
+    from mlkit.core.config import load_defaults
+
+    defaults = load_defaults("mlkit.tasks.gbp")
+    presets = cfg.get("presets") or defaults["presets"]
+    if name not in presets:
+        raise UsageError(f"unknown preset '{name}'", "--preset", f"Use one of: {', '.join(sorted(presets))}.")
+    out = copy.deepcopy(cfg)
+
+    def fill(node: dict[str, Any], dflt: dict[str, Any], values: dict[str, Any], where: str) -> None:
+        for key, value in values.items():
+            if key not in node:
+                raise UsageError(f"preset '{name}' sets unknown key '{where}{key}'", "config.yaml presets")
+            if isinstance(value, dict):
+                fill(node[key], dflt[key], value, f"{where}{key}.")
+            elif node[key] == dflt.get(key):
+                node[key] = value
+
+    fill(out, defaults, presets[name], "")
+    return out
+
+
+def cache_dir(cfg: dict[str, Any]) -> Path:
+    """propagation.cache_dir, else $MLKIT_CACHE/gbp, else ~/.cache/mlkit/gbp."""
+    if cfg["propagation"].get("cache_dir"):
+        return Path(cfg["propagation"]["cache_dir"]).expanduser()
+    root = os.environ.get("MLKIT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "mlkit")
+    return Path(root).expanduser() / "gbp"
+
+
+# ------------------------------------------------------------------------------------ dataset
+def synth_dir(cfg: dict[str, Any], run_dir: Path | None) -> Path:
+    """Where the embedded default graph lives: <run>/data when training, else a temp folder keyed by its settings."""
+    s = cfg["synth"]
+    key = hashlib.sha1(json.dumps({**s, "seed": cfg["seed"]}, sort_keys=True).encode()).hexdigest()[:12]
+    if run_dir is not None:
+        return run_dir / "data"
+    return Path(tempfile.gettempdir()) / f"mlkit-gbp-synth-{key}"
+
+
+def load_dataset(cfg: dict[str, Any], run_dir: Path | None = None, log: Any = None) -> Graph:
+    """The graph of cfg["data"] (any layout), or the embedded synthetic graph when data is null."""
+    from mlkit.graph.io import load_graph
+
+    if cfg.get("data"):
+        g = load_graph(cfg["data"], cfg.get("format") or "auto", cfg.get("name"))
+    else:
+        from mlkit.graph.synth import planted_partition
+
+        d = synth_dir(cfg, run_dir)
+        if not (d / "meta.json").exists():
+            s = cfg["synth"]
+            planted_partition(d, int(s["nodes"]), int(s["classes"]), int(s["features"]), float(s["degree"]),
+                              fracs=(float(s["train_frac"]), float(s["val_frac"]), float(s["test_frac"])),
+                              seed=int(cfg["seed"]), progress=log)
+        g = load_graph(d)
+    check(g, cfg.get("data") or "synthetic")
+    return g
+
+
+def check(g: Graph, where: str) -> None:
+    """A trainable graph has features, labels and three non-empty splits."""
+    missing = [k for k in ("features", "labels", "train_idx", "val_idx", "test_idx") if getattr(g, k) is None]
+    if missing:
+        raise DataError(f"dataset lacks {', '.join(missing)}", where,
+                        "GBP needs node features, labels and train/val/test splits.")
+    for s in SPLITS:
+        if len(getattr(g, f"{s}_idx")) == 0:
+            raise DataError(f"the {s} split is empty", where, "Give every split at least one node.")
+
+
+def targets_of(cfg: dict[str, Any], g: Graph) -> np.ndarray | None:
+    """The target set S: train+val+test (splits), all nodes (None), or ids from a .npy/.txt file."""
+    t = cfg["propagation"]["targets"]
+    if t == "all":
+        return None
+    if t == "splits":
+        return np.unique(np.concatenate([g.train_idx, g.val_idx, g.test_idx]))
+    p = Path(t).expanduser()
+    if not p.is_file():
+        raise UsageError(f"targets file not found: {p}", "propagation.targets", "Use splits, all or a file of node ids.")
+    ids = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, dtype=np.int64, ndmin=1)
+    return np.unique(np.asarray(ids, dtype=np.int64))
+
+
+def standardizer(cfg: dict[str, Any], g: Graph) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """z-score statistics fitted on the training nodes (train.standardize), else (None, None)."""
+    if not cfg["train"]["standardize"]:
+        return None, None
+    x = np.asarray(g.features[np.sort(g.train_idx)], dtype=np.float64)
+    mean, std = x.mean(0), x.std(0)
+    return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------ rows per split
+@dataclass
+class SplitRows:
+    """The propagated rows used for training and scoring: `full` for val/test/predict, `train` for training."""
+
+    full: Propagated
+    train: Propagated | None  # inductive: rows of the train-induced subgraph, in train_idx order
+
+    def rows(self, g: Graph, split: str) -> np.ndarray:
+        """Feature rows of one split (float32)."""
+        if split == "train" and self.train is not None:
+            return np.asarray(self.train.rows, dtype=np.float32)
+        return self.full.take(getattr(g, f"{split}_idx"))
+
+
+def build_rows(cfg: dict[str, Any], g: Graph, device: str = "cpu", log: Any = None) -> SplitRows:
+    """Precompute (or reuse from cache) the propagated features of the splits (spec §2.2-2.4)."""
+    prop = cfg["propagation"]
+    cdir = cache_dir(cfg) if prop["cache"] else None
+    mean, std = standardizer(cfg, g)
+    targets = targets_of(cfg, g)
+    inductive = bool(cfg["train"]["inductive"])
+    if inductive and targets is not None:
+        targets = np.unique(np.concatenate([g.val_idx, g.test_idx, targets]))
+    full = propagate_rows(g, prop, targets=targets, seed=int(cfg["seed"]), cache_dir=cdir, mean=mean, std=std,
+                          device=device, log=log)
+    train = None
+    if inductive:
+        from mlkit.graph.io import induced_subgraph
+
+        idx = np.asarray(g.train_idx, dtype=np.int64)
+        ip, ix = induced_subgraph(g, idx)
+        sub = Graph(ip, ix, idx.shape[0], np.asarray(g.features[idx]), name=f"{g.name}-train")
+        train = propagate_rows(sub, prop, targets=None, seed=int(cfg["seed"]), cache_dir=cdir, mean=mean, std=std,
+                               device=device, log=log)
+    return SplitRows(full, train)
+
+
+def labels_of(g: Graph, ids: np.ndarray) -> np.ndarray:
+    """Labels of node ids (int64 classes or float32 0/1 rows)."""
+    lab = np.asarray(g.labels[ids])
+    return lab.astype(np.float32) if g.multilabel else lab.astype(np.int64)
