@@ -1,0 +1,148 @@
+"""Vocabularies and batch encoding: chars, bichars, jieba seg tags, lexicon matches, labels (spec §2.1-2.2)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlkit.kernels.lattice import lattice_schedule
+from mlkit.kernels.ner_trie import Trie, build_trie, match_many
+from mlkit.tasks.ner.data import normalize, seg_tags
+
+PAD, UNK, NONE = "<pad>", "<unk>", "<none>"
+BICHAR_END = "-null-"
+WORD_ARCHS = ("lattice", "softlexicon")
+BICHAR_ARCHS = ("char+bichar", "char+bichar+softword", "softlexicon")
+ARCHS = ("lattice", "char", "char+bichar", "char+bichar+softword", "softlexicon")
+
+
+def index(keys: Sequence[str]) -> dict[str, int]:
+    return {k: i for i, k in enumerate(keys)}
+
+
+@dataclass
+class Vocab:
+    """Everything that turns text into model indices; stored in the checkpoint as plain lists."""
+
+    arch: str
+    chars: list[str]
+    bichars: list[str]
+    words: list[str]  # lexicon words with an embedding row (0 PAD, 1 UNK, 2 NONE)
+    labels: list[str]
+    lexicon: list[str]
+    word_freq: list[float]
+    number_normalized: bool = True
+    _trie: Trie | None = field(default=None, repr=False)
+    _lex2emb: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.char_ix = index(self.chars)
+        self.bichar_ix = index(self.bichars)
+        self.word_ix = index(self.words)
+        self.label_ix = index(self.labels)
+
+    @property
+    def uses_words(self) -> bool:
+        return self.arch in WORD_ARCHS
+
+    def trie(self) -> Trie:
+        if self._trie is None:
+            self._trie = build_trie(self.lexicon)
+            self._lex2emb = np.asarray([self.word_ix.get(w, 1) for w in self.lexicon], dtype=np.int64)
+        return self._trie
+
+    def norm(self, chars: Sequence[str]) -> list[str]:
+        return [normalize(c) for c in chars] if self.number_normalized else list(chars)
+
+    def encode(self, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[str]] | None = None) -> list[dict]:
+        """Index arrays for each sentence (chars already split; whitespace removed)."""
+        normed = [self.norm(s) for s in sentences]
+        matches = match_many(["".join(s) for s in normed], self.trie()) if self.uses_words else None
+        items = []
+        for k, chars in enumerate(normed):
+            item: dict[str, Any] = {"chars": np.asarray([self.char_ix.get(c, 1) for c in chars], dtype=np.int64)}
+            if self.arch in BICHAR_ARCHS:
+                bi = [a + b for a, b in zip(chars, chars[1:] + [BICHAR_END])]
+                item["bichars"] = np.asarray([self.bichar_ix.get(b, 1) for b in bi], dtype=np.int64)
+            if self.arch == "char+bichar+softword":
+                item["segs"] = np.asarray(seg_tags("".join(sentences[k])) if chars else [], dtype=np.int64)
+            if matches is not None:
+                s, last, wid = matches[k]
+                item["ws"], item["wl"], item["wid"] = s, last, self._lex2emb[wid]
+            if tags is not None:
+                item["tags"] = np.asarray([self.label_ix.get(t, self.label_ix["O"]) for t in tags[k]], dtype=np.int64)
+            items.append(item)
+        return items
+
+    def extra(self) -> dict[str, Any]:
+        from mlkit.tasks.ner.data import lexicon_hash
+
+        return {"chars": self.chars, "bichars": self.bichars, "words": self.words, "labels": self.labels,
+                "word_freq": self.word_freq, "number_normalized": self.number_normalized,
+                "lexicon": {"words": "\n".join(self.lexicon), "sha256": lexicon_hash(self.lexicon)}}
+
+    @classmethod
+    def from_extra(cls, arch: str, extra: dict[str, Any]) -> Vocab:
+        lex = extra["lexicon"]["words"]
+        return cls(arch=arch, chars=list(extra["chars"]), bichars=list(extra["bichars"]), words=list(extra["words"]),
+                   labels=list(extra["labels"]), lexicon=lex.split("\n") if lex else [],
+                   word_freq=list(extra["word_freq"]), number_normalized=bool(extra["number_normalized"]))
+
+
+def build_vocab(arch: str, train: Sequence[Sequence[str]], all_tags: Sequence[Sequence[str]], lexicon: list[str],
+                char_vecs: dict | None, bichar_vecs: dict | None, word_vecs: dict | None,
+                number_normalized: bool) -> Vocab:
+    """Vocabularies from train (+ pretrained keys); labels from every split; word rows for matched/pretrained words."""
+    norm = (lambda c: normalize(c)) if number_normalized else (lambda c: c)
+    train_n = [[norm(c) for c in s] for s in train]
+    chars = [PAD, UNK] + sorted({c for s in train_n for c in s} | (set(char_vecs) if char_vecs else set()))
+    bichars = [PAD, UNK]
+    if arch in BICHAR_ARCHS:
+        bi = {a + b for s in train_n for a, b in zip(s, s[1:] + [BICHAR_END])}
+        bichars += sorted(bi | (set(bichar_vecs) if bichar_vecs else set()))
+    labels = ["O"] + sorted({t for tags in all_tags for t in tags} - {"O"})
+    words = [PAD, UNK, NONE]
+    freq = [1.0, 1.0, 1.0]
+    if arch in WORD_ARCHS and lexicon:
+        probe = Vocab(arch, chars, bichars, [PAD, UNK, NONE], labels, lexicon, [1.0] * 3, number_normalized)
+        counts: Counter[int] = Counter()
+        for s, _, wid in match_many(["".join(s) for s in train_n], probe.trie()):
+            counts.update(wid.tolist())
+        keep = sorted(set(counts) | ({i for i, w in enumerate(lexicon) if w in word_vecs} if word_vecs else set()))
+        words += [lexicon[i] for i in keep]
+        freq += [float(counts.get(i, 0) + 1) for i in keep]
+    return Vocab(arch, chars, bichars, words, labels, lexicon, freq, number_normalized)
+
+
+def collate(items: Sequence[dict], arch: str, device: str = "cpu", per_sentence: bool = False) -> dict[str, Any]:
+    """Pad a list of encoded sentences into tensors (+ lattice index plans for both directions)."""
+    import torch
+
+    lengths = np.asarray([len(it["chars"]) for it in items], dtype=np.int64)
+    m = max(int(lengths.max()), 1)
+    n = len(items)
+
+    def pad(key: str) -> Any:
+        arr = np.zeros((n, m), dtype=np.int64)
+        for i, it in enumerate(items):
+            arr[i, : len(it[key])] = it[key]
+        return torch.from_numpy(arr).to(device)
+
+    batch: dict[str, Any] = {"lengths": torch.from_numpy(lengths).to(device), "chars": pad("chars"), "n": n, "m": m}
+    for key in ("bichars", "segs", "tags"):
+        if key in items[0]:
+            batch[key] = pad(key)
+    if arch in WORD_ARCHS:
+        wb = np.concatenate([np.full(len(it["ws"]), i, dtype=np.int64) for i, it in enumerate(items)])
+        ws = np.concatenate([it["ws"] for it in items]).astype(np.int64)
+        wl = np.concatenate([it["wl"] for it in items]).astype(np.int64)
+        wid = np.concatenate([it["wid"] for it in items]).astype(np.int64)
+        batch.update(wb=wb, ws=ws, wl=wl, wid=torch.from_numpy(wid).to(device))
+        if arch == "lattice" and not per_sentence:
+            batch["plan_f"] = lattice_schedule(lengths, wb, ws, wl, False)
+            batch["plan_b"] = lattice_schedule(lengths, wb, ws, wl, True)
+    return batch
