@@ -14,6 +14,7 @@ arrays start/last (index of the final char, last > start) and their input vector
 - `lattice_reference`: NumPy, one sentence, dict of word-cell lists (the truth).
 - `lattice_sentence_torch`: torch, one sentence at a time (the original's loop; autograd).
 - `lattice_torch`: torch, batched over sentences and over the words at a position; CPU and CUDA.
+- `lattice_bi_torch`: both directions stacked in the same loop (half the per-step launches).
 """
 
 from __future__ import annotations
@@ -136,7 +137,18 @@ def lattice_schedule(lengths: np.ndarray, wb: np.ndarray, ws: np.ndarray, wl: np
     k_at = np.zeros(m, dtype=np.int64)
     if n_w:
         np.maximum.at(k_at, wl[order], rank + 1)
-    return {"by_start": by_start, "start_ptr": start_ptr, "wb": wb, "end_idx": end_idx, "k_at": k_at, "m": m}
+    # the same lists as rows of a window: the cells of words starting in [j - span + 1, j), in start order,
+    # plus one zero row (index = window size) for padding
+    span = int((wl - ws).max()) + 1 if n_w else 1
+    win_lo = np.maximum(np.arange(m) - span + 1, 0)
+    pos = np.empty(n_w + 1, dtype=np.int64)
+    pos[by_start] = np.arange(n_w)
+    pos[n_w] = -1
+    base = start_ptr[win_lo][:, None, None]
+    win_size = (start_ptr[np.arange(m)] - start_ptr[win_lo])[:, None, None]
+    end_local = np.where(end_idx < n_w, pos[end_idx] - base, win_size)
+    return {"by_start": by_start, "start_ptr": start_ptr, "wb": wb, "end_idx": end_idx, "end_local": end_local,
+            "win_lo": win_lo, "k_at": k_at, "m": m}
 
 
 def _reverse_index(lengths: Any, m: int) -> Any:
@@ -147,70 +159,114 @@ def _reverse_index(lengths: Any, m: int) -> Any:
     return torch.where(pos < ln, ln - 1 - pos, pos)
 
 
+def lattice_bi_schedule(lengths: np.ndarray, wb: np.ndarray, ws: np.ndarray, wl: np.ndarray) -> dict:
+    """Plan for both directions in one loop: rows B..2B-1 are the reversed sentences with reversed words."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    wb = np.asarray(wb, dtype=np.int64)
+    ws = np.asarray(ws, dtype=np.int64)
+    wl = np.asarray(wl, dtype=np.int64)
+    ln = lengths[wb]
+    return lattice_schedule(np.concatenate([lengths, lengths]), np.concatenate([wb, wb + len(lengths)]),
+                            np.concatenate([ws, ln - 1 - wl]), np.concatenate([wl, ln - 1 - ws]))
+
+
+def _lattice_core(xs: Any, xw: Any, plan: dict, p: dict[str, Any]) -> Any:
+    """Recurrence over D stacked directions: xs [D, B, m, Dc] (already oriented), params stacked [D, ...].
+
+    Word ids in `plan` index D·W virtual words (direction d's word k = d·W + k); rows are D·B virtual sentences.
+    """
+    import torch
+
+    n_d, n_b, m, _ = xs.shape
+    hid = p["Wh"].shape[1]
+    dev = xs.device
+    n_w = xw.shape[0]
+    xg = torch.matmul(xs, p["Wx"].unsqueeze(1)) + p["b"][:, None, None]  # [D, B, m, 3H]
+    xl = torch.matmul(xs, p["Ux"].unsqueeze(1)) + p["u"][:, None, None]  # [D, B, m, H]
+    wg = (torch.matmul(xw.unsqueeze(0), p["Vx"]) + p["v"][:, None]).reshape(n_d * n_w, 3 * hid)
+    by_start = torch.as_tensor(plan["by_start"], device=dev)
+    start_ptr = plan["start_ptr"].tolist()
+    win_lo = plan["win_lo"].tolist()
+    wb = torch.as_tensor(plan["wb"], device=dev)
+    end_local = torch.as_tensor(plan["end_local"], device=dev)
+    end_mask = torch.as_tensor(plan["end_idx"] < n_d * n_w, device=dev)
+    k_at = plan["k_at"].tolist()
+    zero_row = xs.new_zeros(1, hid)
+    blocks: list[Any] = []  # blocks[b] = cells of the words starting at b (word cells never share storage)
+    xg_steps = xg.unbind(2)  # per-step views: their gradients are stacked once, not zero-filled per step
+    xl_steps = xl.unbind(2)
+    h = xs.new_zeros(n_d, n_b, hid)
+    c = xs.new_zeros(n_d * n_b, hid)
+    outs = []
+    for j in range(m):
+        g = torch.baddbmm(xg_steps[j], h, p["Wh"]).reshape(n_d * n_b, 3 * hid)
+        i = torch.sigmoid(g[:, :hid])
+        o = torch.sigmoid(g[:, hid : 2 * hid])
+        ch = torch.tanh(g[:, 2 * hid :])
+        coupled = c + i * (ch - c)
+        k = k_at[j]
+        if k:
+            msk = end_mask[j, :, :k]
+            window = torch.cat(blocks[win_lo[j] : j] + [zero_row])
+            cw = window[end_local[j, :, :k]]  # [D·B, K, H]
+            lg = torch.matmul(cw.view(n_d, n_b * k, hid), p["Uc"]).view(n_d * n_b, k, hid)
+            lg = torch.sigmoid(lg + xl_steps[j].reshape(n_d * n_b, 1, hid))
+            gates = torch.cat([i.unsqueeze(1), lg.masked_fill(~msk.unsqueeze(2), float("-inf"))], 1)
+            w = torch.softmax(gates, dim=1)
+            merged = w[:, 0] * ch + (w[:, 1:] * cw).sum(1)
+            c = torch.where(msk[:, :1], merged, coupled)
+        else:
+            c = coupled
+        hf = o * torch.tanh(c)
+        outs.append(hf)
+        h = hf.view(n_d, n_b, hid)
+        a, z = start_ptr[j], start_ptr[j + 1]
+        if z > a:
+            ids = by_start[a:z]
+            sb = wb[ids]
+            hv = torch.bmm(h, p["Vh"]).reshape(n_d * n_b, 3 * hid)
+            gw = wg[ids] + hv[sb]
+            f = torch.sigmoid(gw[:, :hid])
+            iw = torch.sigmoid(gw[:, hid : 2 * hid])
+            blocks.append(f * c[sb] + iw * torch.tanh(gw[:, 2 * hid :]))
+        else:
+            blocks.append(xs.new_zeros(0, hid))
+    hs = torch.stack(outs, 1) if outs else xs.new_zeros(n_d * n_b, 0, hid)
+    return hs.view(n_d, n_b, m, hid)
+
+
+KEYS = ("Wx", "Wh", "b", "Ux", "Uc", "u", "Vx", "Vh", "v")
+
+
 def lattice_torch(x: Any, lengths: Any, xw: Any, plan: dict, p: dict[str, Any], reverse: bool = False) -> Any:
     """Batched hidden states [B, m, H] of one direction.
 
     x [B, m, Dc] (padding at the end), lengths [B] (tensor on x's device), xw [W, Dw] word inputs, plan from
     `lattice_schedule` (built with the same `reverse`). Sequential over positions, parallel over sentences and
-    over the words at a position; word cells live in one flat buffer indexed by word id.
+    over the words at a position; the word cells ending at j are gathered from the cells of the recent starts.
     """
-    import torch
-
-    n_b, m, _ = x.shape
-    hid = p["Wh"].shape[0]
-    dev = x.device
+    m = x.shape[1]
     if reverse:
         rev = _reverse_index(lengths, m)
         x = x.gather(1, rev.unsqueeze(2).expand_as(x))
-    xg = x @ p["Wx"] + p["b"]
-    xl = x @ p["Ux"] + p["u"]
-    n_w = xw.shape[0]
-    wg = xw @ p["Vx"] + p["v"] if n_w else None
-    by_start = torch.as_tensor(plan["by_start"], device=dev)
-    start_ptr = plan["start_ptr"].tolist()
-    wb = torch.as_tensor(plan["wb"], device=dev)
-    end_idx = torch.as_tensor(plan["end_idx"], device=dev)
-    end_mask = end_idx < n_w
-    k_at = plan["k_at"].tolist()
-    buf = x.new_zeros(n_w + 1, hid)
-    h = x.new_zeros(n_b, hid)
-    c = x.new_zeros(n_b, hid)
-    outs = []
-    for j in range(m):
-        g = xg[:, j] + h @ p["Wh"]
-        i = torch.sigmoid(g[:, :hid])
-        o = torch.sigmoid(g[:, hid : 2 * hid])
-        ch = torch.tanh(g[:, 2 * hid :])
-        coupled = (1 - i) * c + i * ch
-        k = k_at[j]
-        if k:
-            idx = end_idx[j, :, :k]
-            msk = end_mask[j, :, :k]
-            cw = buf[idx]  # [B, K, H]
-            lg = torch.sigmoid(xl[:, j].unsqueeze(1) + cw @ p["Uc"])
-            gates = torch.cat([i.unsqueeze(1), lg.masked_fill(~msk.unsqueeze(2), float("-inf"))], 1)
-            w = torch.softmax(gates, dim=1)
-            merged = w[:, 0] * ch + (w[:, 1:] * cw).sum(1)
-            c = torch.where(msk.any(1, keepdim=True), merged, coupled)
-        else:
-            c = coupled
-        h = o * torch.tanh(c)
-        outs.append(h)
-        a, z = start_ptr[j], start_ptr[j + 1]
-        if z > a:
-            ids = by_start[a:z]
-            sb = wb[ids]
-            gw = wg[ids] + h[sb] @ p["Vh"]
-            f = torch.sigmoid(gw[:, :hid])
-            iw = torch.sigmoid(gw[:, hid : 2 * hid])
-            cell = f * c[sb] + iw * torch.tanh(gw[:, 2 * hid :])
-            buf = buf.index_copy(0, ids, cell)
-    hs = torch.stack(outs, 1) if outs else x.new_zeros(n_b, 0, hid)
+    hs = _lattice_core(x.unsqueeze(0), xw, plan, {k: p[k].unsqueeze(0) for k in KEYS})[0]
     if reverse:
         hs = hs.gather(1, rev.unsqueeze(2).expand_as(hs))
     return hs
 
 
-def lattice(x: Any, lengths: Any, xw: Any, plan: dict, p: dict[str, Any], reverse: bool = False) -> Any:
-    """Dispatch: the batched torch path serves CPU and CUDA tensors alike (training needs autograd)."""
-    return lattice_torch(x, lengths, xw, plan, p, reverse)
+def lattice_bi_torch(x: Any, lengths: Any, xw: Any, plan: dict, pf: dict[str, Any], pb: dict[str, Any]) -> Any:
+    """Both directions in one loop on stacked tensors: [B, m, 2H] = [forward ; backward] (plan: lattice_bi_schedule)."""
+    import torch
+
+    m = x.shape[1]
+    rev = _reverse_index(lengths, m).unsqueeze(2)
+    xs = torch.stack([x, x.gather(1, rev.expand_as(x))])
+    hs = _lattice_core(xs, xw, plan, {k: torch.stack([pf[k], pb[k]]) for k in KEYS})
+    hb = hs[1].gather(1, rev.expand_as(hs[1]))
+    return torch.cat([hs[0], hb], -1)
+
+
+def lattice(x: Any, lengths: Any, xw: Any, plan: dict, pf: dict[str, Any], pb: dict[str, Any]) -> Any:
+    """Dispatch: the batched bidirectional torch path serves CPU and CUDA tensors alike (training needs autograd)."""
+    return lattice_bi_torch(x, lengths, xw, plan, pf, pb)

@@ -8,7 +8,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlkit.kernels.lattice import lattice_reference, lattice_schedule, lattice_sentence_torch, lattice_torch
+from mlkit.kernels.lattice import (
+    lattice_bi_schedule,
+    lattice_bi_torch,
+    lattice_reference,
+    lattice_schedule,
+    lattice_sentence_torch,
+    lattice_torch,
+)
 
 DC, DW = 5, 4
 
@@ -56,6 +63,28 @@ def test_batched_equals_per_sentence(seed, lengths, density, reverse, hid):
         one = lattice_sentence_torch(torch.tensor(xs[b]), ws[sel], wl[sel], torch.tensor(xw[sel]), pt, reverse)
         assert np.abs(got[b, :n] - want).max() < 1e-5
         assert np.abs(one.numpy() - want).max() < 1e-5
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 100_000), lengths=st.lists(st.integers(1, 9), min_size=1, max_size=4),
+       density=st.sampled_from([0.0, 0.7, 1.5]))
+def test_bidirectional_stacked_equals_references(seed, lengths, density):
+    rng = np.random.default_rng(seed)
+    pf, pb = _params(rng, 3), _params(rng, 3)
+    xs, wb, ws, wl, xw = _batch(rng, lengths, density)
+    m = max(lengths)
+    x = torch.zeros(len(xs), m, DC, dtype=torch.float64)
+    for b, xi in enumerate(xs):
+        x[b, : len(xi)] = torch.tensor(xi)
+    plan = lattice_bi_schedule(np.array(lengths), wb, ws, wl)
+    tf = {k: torch.tensor(v) for k, v in pf.items()}
+    tb = {k: torch.tensor(v) for k, v in pb.items()}
+    got = lattice_bi_torch(x, torch.tensor(lengths), torch.tensor(xw), plan, tf, tb).numpy()
+    for b, n in enumerate(lengths):
+        sel = wb == b
+        want = np.concatenate([lattice_reference(xs[b], ws[sel], wl[sel], xw[sel], pf, False),
+                               lattice_reference(xs[b], ws[sel], wl[sel], xw[sel], pb, True)], 1)
+        assert np.abs(got[b, :n] - want).max() < 1e-5
 
 
 def test_batched_float32_and_gradients_match_per_sentence():

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mlkit.kernels.crf import crf_nll_torch, viterbi
-from mlkit.kernels.lattice import lattice_sentence_torch, lattice_torch
+from mlkit.kernels.lattice import lattice, lattice_sentence_torch
 
 
 def _orthogonal(rows: int, cols: int) -> nn.Parameter:
@@ -128,9 +128,7 @@ class NERModel(nn.Module):
             if self.per_sentence:
                 h = self._lattice_per_sentence(x, xw, batch)
             else:
-                hf = lattice_torch(x, lengths, xw, batch["plan_f"], self.fwd.params(), False)
-                hb = lattice_torch(x, lengths, xw, batch["plan_b"], self.bwd.params(), True)
-                h = torch.cat([hf, hb], -1)
+                h = lattice(x, lengths, xw, batch["plan"], self.fwd.params(), self.bwd.params())
         else:
             packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
             h, _ = self.lstm(packed)

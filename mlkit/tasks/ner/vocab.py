@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mlkit.kernels.lattice import lattice_schedule
+from mlkit.kernels.lattice import lattice_bi_schedule
 from mlkit.kernels.ner_trie import Trie, build_trie, match_many
 from mlkit.tasks.ner.data import normalize, seg_tags
 
@@ -143,6 +143,5 @@ def collate(items: Sequence[dict], arch: str, device: str = "cpu", per_sentence:
         wid = np.concatenate([it["wid"] for it in items]).astype(np.int64)
         batch.update(wb=wb, ws=ws, wl=wl, wid=torch.from_numpy(wid).to(device))
         if arch == "lattice" and not per_sentence:
-            batch["plan_f"] = lattice_schedule(lengths, wb, ws, wl, False)
-            batch["plan_b"] = lattice_schedule(lengths, wb, ws, wl, True)
+            batch["plan"] = lattice_bi_schedule(lengths, wb, ws, wl)
     return batch
