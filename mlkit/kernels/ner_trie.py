@@ -66,12 +66,25 @@ def encode(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.int32).copy()
 
 
-def match_reference(text: str, words: Sequence[str], min_len: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Naive scan: test every substring of length >= min_len against the word set (the truth)."""
+def word_index(words: Sequence[str]) -> dict[str, int]:
+    """word -> first id, for match_reference."""
     index: dict[str, int] = {}
     for i, w in enumerate(words):
         index.setdefault(w, i)
-    longest = max((len(w) for w in index), default=0)
+    return index
+
+
+def match_reference(
+    text: str, words: Sequence[str], min_len: int = 2, index: dict[str, int] | None = None, longest: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Naive scan: test every substring of length >= min_len against the word set (the truth).
+
+    `index` (from word_index) and `longest` (the longest word's length) may be passed to skip rebuilding them.
+    """
+    if index is None:
+        index = word_index(words)
+    if longest <= 0:
+        longest = max((len(w) for w in index), default=0)
     out = []
     n = len(text)
     for last in range(n):
