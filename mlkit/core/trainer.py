@@ -127,7 +127,7 @@ class EpochLoop:
             state["scheduler"] = self.scheduler.state_dict()
         return state
 
-    def _save_last(self, epoch: int) -> None:
+    def _save(self, name: str, epoch: int, with_train_state: bool) -> None:
         if self.ctx.run_dir is None or not self.ctx.is_main:
             return
         ck = checkpoint.make(
@@ -138,23 +138,15 @@ class EpochLoop:
             metrics=self.last_metrics,
             best_metric=self.best,
             extra=self.extra,
-            train_state=self._train_state(),
+            train_state=self._train_state() if with_train_state else None,
         )
-        checkpoint.save(ck, self.ctx.run_dir / "weights" / "last.pt")
+        checkpoint.save(ck, self.ctx.run_dir / "weights" / name)
+
+    def _save_last(self, epoch: int) -> None:
+        self._save("last.pt", epoch, with_train_state=True)
 
     def _save_best(self, epoch: int) -> None:
-        if self.ctx.run_dir is None or not self.ctx.is_main:
-            return
-        ck = checkpoint.make(
-            self.ctx.task,
-            self.cfg,
-            self._state_dict(),
-            epoch=epoch,
-            metrics=self.last_metrics,
-            best_metric=self.best,
-            extra=self.extra,
-        )
-        checkpoint.save(ck, self.ctx.run_dir / "weights" / "best.pt")
+        self._save("best.pt", epoch, with_train_state=False)
 
     def _restore(self, path: Any) -> None:
         ck = checkpoint.load(path, self.ctx.task)
