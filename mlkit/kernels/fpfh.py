@@ -160,10 +160,12 @@ def fpfh_reference(points: np.ndarray, normals: np.ndarray, idx: np.ndarray, d2:
 
 def _pair_py(p1, n1, p2, n2):  # noqa: ANN001, ANN202
     d = p2 - p1
-    f4 = np.linalg.norm(d)
+    f4 = math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
     if f4 == 0:
         return 0.0, 0.0, 0.0, False
-    a1, a2 = n1 @ d / f4, n2 @ d / f4
+    # the same summation order as the kernel: the swap test compares two nearly equal angles on flat patches
+    a1 = (n1[0] * d[0] + n1[1] * d[1] + n1[2] * d[2]) / f4
+    a2 = (n2[0] * d[0] + n2[1] * d[1] + n2[2] * d[2]) / f4
     src, tgt = n1, n2
     if math.acos(min(1.0, abs(a1))) > math.acos(min(1.0, abs(a2))):
         src, tgt, d, f3 = n2, n1, -d, -a2

@@ -62,12 +62,19 @@ def extract(samples: list[Sample], extractor: Any, cache: Path | None, track: An
 
 
 def features_of(mod: str, rgb: np.ndarray, pt: np.ndarray, uff: UFF | None, device: str) -> np.ndarray:
-    """The raw patch rows of one sample for one bank."""
+    """The raw patch rows of one sample for one bank.
+
+    Fused rows of patches without point support (x_pt = 0, background) are returned as zeros: they are dropped from
+    the bank like the pt bank's zero rows, and `score_sample` gives them distance 0. The reference keeps them (they
+    are near-constant and match each other), which only costs coreset time (75% of a synthetic fs bank).
+    """
     if mod == "rgb":
         return np.asarray(rgb, np.float32)
     if mod == "pt":
         return np.asarray(pt, np.float32)
-    return fuse(uff, rgb, pt, device)
+    fs = fuse(uff, rgb, pt, device)
+    fs[~np.any(np.asarray(pt) != 0, axis=1)] = 0.0
+    return fs
 
 
 def build_banks(
@@ -93,7 +100,7 @@ def build_banks(
         rows = subsample_bank(raw[m], sizes[m], cfg, seed + k, device) if len(raw[m]) else np.zeros((0, dims[m]))
         mu, sd = st.norm[m]
         bank = (rows - mu) / sd
-        if m == "pt" or len(bank) == 0:  # background test patches (all zero) find an exact match
+        if m == "pt" or len(bank) == 0:  # background test patches (all zero) find an exact match in pt
             bank = np.concatenate([bank, np.full((1, dims[m]), -mu / sd)])
         st.banks[m] = torch.from_numpy(bank.astype(np.float32))
         log(f"  bank {m}: {len(raw[m])} non-zero rows -> {len(bank)} kept (dim {dims[m]})")
@@ -108,9 +115,18 @@ def score_sample(
     m_cfg = cfg["memory"]
     for mod in MODALITIES[mode]:
         mu, sd = st.norm[mod]
-        x = torch.from_numpy((features_of(mod, rgb, pt, uff, device) - mu) / sd).float().to(device)
+        raw = features_of(mod, rgb, pt, uff, device)
+        x = torch.from_numpy((raw - mu) / sd).float().to(device)
         bank = st.banks[mod].to(device)
-        s, m = score_bank(x, bank, bool(m_cfg["reweight"]), int(m_cfg["chunk"]))
+        if mod == "fs":  # background patches: distance 0 (see features_of)
+            fg = torch.from_numpy(np.any(raw != 0, axis=1)).to(device)
+            s, m = score_bank(x[fg], bank, bool(m_cfg["reweight"]), int(m_cfg["chunk"])) if fg.any() else (0.0, None)
+            full = torch.zeros(len(x), device=device)
+            if m is not None:
+                full[fg] = m
+            m = full
+        else:
+            s, m = score_bank(x, bank, bool(m_cfg["reweight"]), int(m_cfg["chunk"]))
         out[mod] = (s, upsample_map(m, int(cfg["image_size"]), float(m_cfg["blur_sigma"])))
     return out
 

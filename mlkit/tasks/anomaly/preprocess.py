@@ -176,7 +176,7 @@ def preprocess_root(
         for sub in ("rgb", "xyz") + (("gt",) if gt is not None else ()):
             (dst / sub).mkdir(parents=True, exist_ok=True)
         Image.fromarray(rgb).save(dst / "rgb" / f"{stem}.png")
-        tifffile.imwrite(dst / "xyz" / f"{stem}.tiff", xyz.astype(np.float32))
+        tifffile.imwrite(dst / "xyz" / f"{stem}.tiff", xyz.astype(np.float32), photometric="rgb")
         if gt is not None:
             Image.fromarray(gt).save(dst / "gt" / f"{stem}.png")
     return cats

@@ -122,6 +122,6 @@ def _write(folder: Path, i: int, rgb: np.ndarray, xyz: np.ndarray, gt: np.ndarra
     for sub in ("rgb", "xyz") + (("gt",) if gt is not None else ()):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     Image.fromarray(rgb).save(folder / "rgb" / f"{i:03d}.png")
-    tifffile.imwrite(folder / "xyz" / f"{i:03d}.tiff", xyz)
+    tifffile.imwrite(folder / "xyz" / f"{i:03d}.tiff", xyz, photometric="rgb")
     if gt is not None:
         Image.fromarray(gt).save(folder / "gt" / f"{i:03d}.png")
