@@ -12,7 +12,10 @@ and keeps w_l R^(l)(u) as reserve. The invariant M^l D^-r x = Q^(l) + sum_{t<=l}
 P(s) = d(s)^r [ sum_l w_l Q^(l)(s) + sum_t sum_u C_t(s, u) R^(t)(u) ]
 exact when S^(j) = M^j, and unbiased when S^(j) are walk estimates. The work per column is one streaming
 pass over x (level 0) plus the pushes and the combine: nodes touched at levels >= 1 are kept in lists and
-reset individually, so nothing else costs O(n) (the original scans n-length arrays at every level).
+reset individually; a level is visited in ascending node order (a sort of its touched list, or one byte
+scan when it is dense), so each column's result does not depend on which columns share its block.
+Columns are processed in blocks with node-major residues [level, node, column], so the combine reads a
+contiguous run of columns per walk-distribution entry; each worker thread allocates its scratch once.
 """
 
 from __future__ import annotations
@@ -108,69 +111,122 @@ def coefficients(
 
 
 # ------------------------------------------------------------------------------------ push + combine
+@njit(cache=True)
+def _level_nodes(level, n, touched, ntouch, flag):  # noqa: ANN001, ANN202
+    """Nodes to visit at a level, ascending (a canonical order: column results do not depend on the block)."""
+    if level == 0:
+        return np.arange(n)
+    k = ntouch[level]
+    if k * 8 < n:
+        return np.sort(touched[level, :k])
+    out = np.empty(k, dtype=np.int64)
+    m = 0
+    for u in range(n):  # dense level: one byte scan is cheaper than a sort
+        if flag[level, u] != 0:
+            out[m] = u
+            m += 1
+    return out
+
+
 @njit(parallel=True, cache=True)
-def _bidir_cols(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, cptr, cnodes, cvals, nblocks, out):  # noqa: ANN001, ANN202, E501
+def _bidir_blocks(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, cptr, cnodes, cvals, width, nworkers, out):  # noqa: ANN001, ANN202, E501
     f, n = xt.shape
     levels = wts.shape[0] - 1
-    t_count = targets.shape[0]
-    for b in prange(nblocks):
-        res = np.zeros((levels + 1, n))
+    nblocks = (f + width - 1) // width
+    workers = min(nworkers, nblocks)
+    for wk in prange(workers):
+        # scratch owned by one worker, reused across its blocks (only touched entries are reset)
+        res = np.zeros((levels + 1, n, width))  # node-major: the combine reads contiguous values per entry
         flag = np.zeros((levels + 1, n), dtype=np.uint8)
         touched = np.empty((levels + 1, n), dtype=np.int64)
         ntouch = np.zeros(levels + 1, dtype=np.int64)
-        q = np.zeros(n)
+        q = np.zeros((n, width))
         qlist = np.empty(n, dtype=np.int64)
         qflag = np.zeros(n, dtype=np.uint8)
-        for j in range(b, f, nblocks):
-            xcol = xt[j]
-            mass = 0.0
-            for u in range(n):
-                v = xcol[u] * dneg[u]
-                res[0, u] = v
-                mass += abs(v)
-            if mass == 0.0:
-                mass = 1.0
-            theta = rmax * mass
-            nq = 0
-            # level 0: scan every node once; levels >= 1: only the touched lists
-            for level in range(levels):
-                cnt = n if level == 0 else ntouch[level]
-                for k in range(cnt):
-                    u = k if level == 0 else touched[level, k]
-                    ru = res[level, u]
-                    if abs(ru) <= theta:
-                        continue
-                    res[level, u] = 0.0
-                    if qflag[u] == 0:
-                        qflag[u] = 1
-                        qlist[nq] = u
-                        nq += 1
-                    q[u] += wts[level] * ru
-                    nxt = level + 1
-                    for p in range(indptr[u], indptr[u + 1]):
-                        v = indices[p]
-                        if flag[nxt, v] == 0:
-                            flag[nxt, v] = 1
-                            touched[nxt, ntouch[nxt]] = v
-                            ntouch[nxt] += 1
-                        res[nxt, v] += ru / deg[v]
-            for i in range(t_count):
-                s = targets[i]
-                acc = q[s]
-                for t in range(levels + 1):
-                    for p in range(cptr[t, i], cptr[t, i + 1]):
-                        acc += cvals[t, p] * res[t, cnodes[t, p]]
-                out[j, i] = dpos[s] * acc
-            for level in range(1, levels + 1):
-                for k in range(ntouch[level]):
-                    u = touched[level, k]
-                    res[level, u] = 0.0
-                    flag[level, u] = 0
-                ntouch[level] = 0
-            for k in range(nq):
-                u = qlist[k]
-                q[u] = 0.0
-                qflag[u] = 0
+        theta = np.empty(width)
+        moved = np.empty(width)
+        acc = np.empty(width)
+        for b in range(wk, nblocks, workers):
+            c0 = b * width
+            nb = min(f, c0 + width) - c0
+            _one_block(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, cptr, cnodes, cvals, c0, nb,
+                       res, flag, touched, ntouch, q, qlist, qflag, theta, moved, acc, out)
+
+
+@njit(cache=True)
+def _one_block(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, cptr, cnodes, cvals, c0, nb,  # noqa: ANN001, ANN202
+               res, flag, touched, ntouch, q, qlist, qflag, theta, moved, acc, out):
+    n = xt.shape[1]
+    levels = wts.shape[0] - 1
+    t_count = targets.shape[0]
+    for jj in range(nb):
+        mass = 0.0
+        for u in range(n):
+            v = xt[c0 + jj, u] * dneg[u]
+            res[0, u, jj] = v
+            mass += abs(v)
+        theta[jj] = rmax * (mass if mass > 0.0 else 1.0)
+    nq = 0
+    for level in range(levels):
+        nxt = level + 1
+        for u in _level_nodes(level, n, touched, ntouch, flag):
+            hit = False
+            for jj in range(nb):
+                ru = res[level, u, jj]
+                if abs(ru) > theta[jj]:
+                    moved[jj] = ru
+                    res[level, u, jj] = 0.0
+                    q[u, jj] += wts[level] * ru
+                    hit = True
+                else:
+                    moved[jj] = 0.0
+            if not hit:
+                continue
+            if qflag[u] == 0:
+                qflag[u] = 1
+                qlist[nq] = u
+                nq += 1
+            for p in range(indptr[u], indptr[u + 1]):
+                v = indices[p]
+                if flag[nxt, v] == 0:
+                    flag[nxt, v] = 1
+                    touched[nxt, ntouch[nxt]] = v
+                    ntouch[nxt] += 1
+                inv = 1.0 / deg[v]
+                for jj in range(nb):
+                    res[nxt, v, jj] += moved[jj] * inv
+    for i in range(t_count):
+        s = targets[i]
+        for jj in range(nb):
+            acc[jj] = q[s, jj]
+        for t in range(levels + 1):
+            for p in range(cptr[t, i], cptr[t, i + 1]):
+                c = cvals[t, p]
+                u = cnodes[t, p]
+                for jj in range(nb):
+                    acc[jj] += c * res[t, u, jj]
+        for jj in range(nb):
+            out[c0 + jj, i] = dpos[s] * acc[jj]
+    # reset what this block touched
+    for level in range(1, levels + 1):
+        for k in range(ntouch[level]):
+            u = touched[level, k]
+            flag[level, u] = 0
+            for jj in range(nb):
+                res[level, u, jj] = 0.0
+        ntouch[level] = 0
+    for k in range(nq):
+        u = qlist[k]
+        qflag[u] = 0
+        for jj in range(nb):
+            q[u, jj] = 0.0
+
+
+def block_width(num_cols: int, n: int, levels: int, threads: int, budget: int = 256 << 20) -> int:
+    """Columns per block: enough blocks for the threads, at most 16, within `budget` bytes of residues each."""
+    by_threads = -(-num_cols // max(threads, 1))
+    by_memory = max(1, budget // max((levels + 2) * n * 8, 1))
+    return int(max(1, min(16, by_threads, by_memory)))
 
 
 def bidirectional_numba(
@@ -185,7 +241,7 @@ def bidirectional_numba(
     deg: np.ndarray | None = None,
     transposed: bool = False,
     out_dtype: Any = np.float32,
-    blocks: int | None = None,
+    width: int | None = None,
 ) -> np.ndarray:
     """Bidirectional estimate of the target rows: returns [F, |S|] (x as [n, F], or [F, n] if transposed)."""
     import numba
@@ -195,10 +251,11 @@ def bidirectional_numba(
     dneg, dpos = degree_powers(deg, r)
     targets = np.asarray(targets, dtype=np.int64)
     out = np.empty((xt.shape[0], targets.shape[0]), dtype=out_dtype)
-    nb = blocks or max(1, min(xt.shape[0], numba.get_num_threads()))
     cptr, cnodes, cvals = coef
-    _bidir_cols(indptr, indices, deg, xt, dneg, dpos, np.asarray(weights, dtype=np.float64), float(rmax),
-                targets, cptr, cnodes, cvals, nb, out)
+    w = np.asarray(weights, dtype=np.float64)
+    width = int(width) if width else block_width(xt.shape[0], xt.shape[1], w.shape[0] - 1, numba.get_num_threads())
+    _bidir_blocks(indptr, indices, deg, xt, dneg, dpos, w, float(rmax), targets, cptr, cnodes, cvals, width,
+                  numba.get_num_threads(), out)
     return out
 
 

@@ -83,3 +83,17 @@ def test_bidirectional_is_unbiased_and_error_shrinks_with_walks():
     assert np.all(z < 3.5) and np.mean(z < 3) >= 0.9
     err = [np.sqrt(np.mean([np.square(run(k, s) - ref).mean() for s in range(4)])) for k in (100, 1600)]
     assert 2.8 < err[0] / err[1] < 5.5
+
+
+def test_column_blocks_do_not_change_any_bit():
+    rng = np.random.default_rng(5)
+    ip, ix = csr(300, rng.integers(0, 300, size=(1200, 2)))
+    x = rng.standard_normal((300, 7))
+    targets = np.arange(0, 300, 3)
+    w = gp.heat_weights(2.0, 4)
+    coef = gc.coefficients(gw.walks_numba(ip, ix, targets, 30, 4, 1), w, targets)
+    outs = [gc.bidirectional_numba(ip, ix, x, w, 0.5, 1e-3, targets, coef, width=k) for k in (1, 3, 16)]
+    for o in outs[1:]:
+        np.testing.assert_array_equal(outs[0], o)
+    # a column subset (one shard) is the same bits as those columns of the whole
+    np.testing.assert_array_equal(gc.bidirectional_numba(ip, ix, x[:, 2:6], w, 0.5, 1e-3, targets, coef), outs[0][2:6])

@@ -1,0 +1,204 @@
+"""GBP precompute benchmark: push / bidirectional against exact SpMM propagation on the same synthetic graphs.
+
+    python benchmarks/gbp_precompute.py --sizes 100000 1000000 --root /tmp/gbp-bench
+
+For every size (a degree-corrected planted-partition graph, spec §3, built once under --root):
+  A. the original's Friendster path (spec §7): |S| targets, L = 4 with w_4 = 1, self-loops, r = 0.5;
+     exact SpMM (all nodes, then the target rows) vs bidirectional push + walks at the given relative r_max;
+  B. all nodes, PPR alpha = 0.1, r = 0.5: exact SpMM truncated at several tolerances and reverse push at
+     several r_max, against a long exact series (tol 1e-3); plus push on 1 thread vs all threads.
+Each measurement runs in a forked child so its peak RSS (ru_maxrss, which includes the graph pages it
+reads) is its own. Errors are relative Frobenius norms against the exact result of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mlkit.graph.io import load_graph  # noqa: E402
+from mlkit.graph.synth import planted_partition  # noqa: E402
+from mlkit.kernels import gbp_combine as gc  # noqa: E402
+from mlkit.kernels import gbp_push as gp  # noqa: E402
+from mlkit.kernels import gbp_walks as gw  # noqa: E402
+from mlkit.tasks.gbp.precompute import add_self_loops, features_t  # noqa: E402
+
+REF: dict[str, Any] = {}  # arrays the forked children read (shared pages, no copies)
+
+
+def _child(fn: Callable[[], dict[str, Any]], conn: Any) -> None:
+    out = fn()
+    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    conn.send(out)
+    conn.close()
+
+
+def measure(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run fn in a forked child; return its dict plus its own peak RSS."""
+    ctx = mp.get_context("fork")
+    a, b = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_child, args=(fn, b))
+    p.start()
+    out = a.recv()
+    p.join()
+    return out
+
+
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
+
+
+def graph_for(root: Path, n: int, features: int, degree: float) -> Path:
+    d = root / f"g{n}_f{features}_d{degree:g}"
+    if not (d / "meta.json").exists():
+        t = time.perf_counter()
+        planted_partition(d, n, classes=5, features=features, degree=degree, seed=0)
+        print(f"# synthesised {d} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    return d
+
+
+def run_size(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+    import numba
+
+    rows: list[dict[str, Any]] = []
+    d = graph_for(Path(args.root), n, args.features, args.degree)
+    t = time.perf_counter()
+    g = load_graph(d)
+    ip, ix = np.asarray(g.indptr), np.asarray(g.indices)
+    x64 = np.asarray(g.features, dtype=np.float64)  # the original reads float64 features
+    load_s = time.perf_counter() - t
+    nnz = int(ip[-1])
+    print(f"# n={n:,} entries={nnz:,} F={args.features} load {load_s:.1f} s", file=sys.stderr)
+    targets = np.sort(np.random.default_rng(0).choice(n, args.targets, replace=False))
+
+    # ---- A: Friendster path, L = 4, w_4 = 1, self-loops, r = 0.5
+    sp_ptr, sp_idx = add_self_loops(ip, ix)
+    w4 = gp.sgc_weights(4)
+    xt = features_t(x64, 0, args.features)
+    REF.update(sp_ptr=sp_ptr, sp_idx=sp_idx, xt=xt, targets=targets)
+
+    def exact_a() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        out = gp.propagate_numba(sp_ptr, sp_idx, np.ascontiguousarray(xt.T), w4, 0.5)
+        np.save(Path(args.root) / f"_ref_a_{n}.npy", out[targets])
+        return {"time_s": time.perf_counter() - t0}
+
+    r = measure(exact_a)
+    ref_a = np.load(Path(args.root) / f"_ref_a_{n}.npy").astype(np.float64)
+    rows.append({"n": n, "case": "A targets", "method": "exact SpMM K=4 (all nodes)", "setting": "", **r, "error": 0.0})
+    for rmax in args.rmax_bidir:
+        def bidir(rmax: float = rmax) -> dict[str, Any]:
+            t0 = time.perf_counter()
+            lv = gw.walks_numba(sp_ptr, sp_idx, targets, args.walks, 4, 0)
+            t1 = time.perf_counter()
+            coef = gc.coefficients(lv, w4, targets)
+            t2 = time.perf_counter()
+            est = gc.bidirectional_numba(sp_ptr, sp_idx, xt, w4, 0.5, rmax, targets, coef, transposed=True).T
+            t3 = time.perf_counter()
+            return {"time_s": t3 - t0, "walks_s": t1 - t0, "coef_s": t2 - t1, "push_combine_s": t3 - t2,
+                    "error": rel(est, ref_a)}
+
+        r = measure(bidir)
+        rows.append({"n": n, "case": "A targets", "method": "bidirectional", "setting": f"rmax={rmax:g}, "
+                     f"{args.walks} walks", **r})
+
+    if args.skip_all_nodes:
+        return rows
+    # ---- B: all nodes, PPR alpha 0.1, r 0.5
+    xrows = np.ascontiguousarray(x64.astype(np.float32))
+    REF.update(xrows=xrows)
+    lref = gp.levels_for_tol("ppr", args.ref_tol, alpha=0.1)
+
+    def exact_ref() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        out = gp.propagate_numba(ip, ix, xrows, gp.ppr_weights(0.1, lref), 0.5)
+        np.save(Path(args.root) / f"_ref_b_{n}.npy", out)
+        return {"time_s": time.perf_counter() - t0}
+
+    r = measure(exact_ref)
+    rows.append({"n": n, "case": "B all nodes", "method": "exact SpMM (reference)", "setting": f"K={lref}", **r,
+                 "error": 0.0})
+    ref_b = np.load(Path(args.root) / f"_ref_b_{n}.npy", mmap_mode="r")
+    for tol in args.exact_tol:
+        k = gp.levels_for_tol("ppr", tol, alpha=0.1)
+
+        def exact_k(k: int = k) -> dict[str, Any]:
+            t0 = time.perf_counter()
+            out = gp.propagate_numba(ip, ix, xrows, gp.ppr_weights(0.1, k), 0.5)
+            t = time.perf_counter() - t0
+            return {"time_s": t, "error": rel(out, np.asarray(ref_b, np.float64))}
+
+        rows.append({"n": n, "case": "B all nodes", "method": "exact SpMM", "setting": f"K={k} (tol {tol:g})",
+                     **measure(exact_k)})
+    full = numba.config.NUMBA_NUM_THREADS
+    for rmax in args.rmax_push:
+        for threads in ((1, full) if args.thread_compare else (full,)):
+            def push(rmax: float = rmax, threads: int = threads) -> dict[str, Any]:
+                numba.set_num_threads(threads)
+                t0 = time.perf_counter()
+                out = gp.ppr_push_numba(ip, ix, xt, 0.1, rmax, 0.5, transposed=True)
+                t = time.perf_counter() - t0
+                return {"time_s": t, "error": rel(out.T, np.asarray(ref_b, np.float64))}
+
+            rows.append({"n": n, "case": "B all nodes", "method": f"push ({threads} thr)", "setting": f"rmax={rmax:g}",
+                         **measure(push)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--root", default="/tmp/gbp-bench", help="where the synthetic graphs are built and reused")
+    ap.add_argument("--features", type=int, default=64)
+    ap.add_argument("--degree", type=float, default=10.0, help="edge draws per node (10 -> ~22 entries/node)")
+    ap.add_argument("--targets", type=int, default=5000)
+    ap.add_argument("--walks", type=int, default=1000)
+    ap.add_argument("--rmax-bidir", type=float, nargs="+", default=[1e-6, 1e-7])
+    ap.add_argument("--rmax-push", type=float, nargs="+", default=[1e-5, 1e-6])
+    ap.add_argument("--exact-tol", type=float, nargs="+", default=[0.3, 0.1, 0.05])
+    ap.add_argument("--ref-tol", type=float, default=1e-3)
+    ap.add_argument("--thread-compare", action="store_true", help="push on 1 thread and on all threads")
+    ap.add_argument("--skip-all-nodes", action="store_true", help="only case A (targets)")
+    args = ap.parse_args(argv)
+    rows: list[dict[str, Any]] = []
+    for n in args.sizes:
+        rows += run_size(n, args)
+    cols = ["n", "case", "method", "setting", "time_s", "error", "peak_rss_gb"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        cells = [f"{r[c]:,}" if c == "n" else (f"{r[c]:.3g}" if isinstance(r.get(c), float) else str(r.get(c, "")))
+                 for c in cols]
+        print("| " + " | ".join(cells) + " |")
+    _ratios(rows)
+    return rows
+
+
+def _ratios(rows: list[dict[str, Any]]) -> None:
+    sizes = sorted({r["n"] for r in rows})
+    if len(sizes) < 2:
+        return
+    a, b = sizes[0], sizes[-1]
+    for method, setting in sorted({(r["method"], r["setting"]) for r in rows}):
+        t = {r["n"]: r["time_s"] for r in rows if r["method"] == method and r["setting"] == setting}
+        if a in t and b in t:
+            print(f"growth {a:,} -> {b:,} nodes: {method} {setting}: {t[b] / t[a]:.2f}x")
+    push = {(r["n"], r["setting"], r["method"]): r["time_s"] for r in rows if r["method"].startswith("push")}
+    for (n, setting, m), t1 in push.items():
+        if m == "push (1 thr)":
+            for (n2, s2, m2), t2 in push.items():
+                if n2 == n and s2 == setting and m2 != m:
+                    print(f"push speed-up n={n:,} {setting}: {m2} vs 1 thread: {t1 / t2:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
