@@ -38,16 +38,21 @@ class UFF(nn.Module):
         return 2 * temperature * F.cross_entropy(logits, torch.arange(len(q), device=q.device))
 
 
-def rgb_to_point_grid(rgb: np.ndarray, rgb_grid: int, pairs: str = "aligned") -> np.ndarray:
-    """RGB patch rows (g*g, D) for each point patch (2g*2g): 2x2 replication, or the reference's misaligned order."""
-    g2 = 2 * rgb_grid
+def rgb_to_point_grid(rgb: np.ndarray, rgb_grid: int, pairs: str = "aligned", point_grid: int | None = None) -> np.ndarray:
+    """RGB patch rows (g*g, D) for each point patch (default 2g x 2g): block replication, or the reference's order.
+
+    "reference" reproduces the original's misaligned training pairs (spec §8): fused row 784j+i gets RGB patch
+    (4i+j) mod 784.
+    """
+    g2 = point_grid or 2 * rgb_grid
     n_rgb = rgb_grid * rgb_grid
     if pairs == "reference":
         p = np.arange(g2 * g2)
         idx = (4 * (p % n_rgb) + p // n_rgb) % n_rgb
         return rgb[idx]
+    f = g2 // rgb_grid
     r, c = np.divmod(np.arange(g2 * g2), g2)
-    return rgb[(r // 2) * rgb_grid + c // 2]
+    return rgb[(r // f) * rgb_grid + c // f]
 
 
 def foreground(x_pt: np.ndarray, strict: bool) -> np.ndarray:
@@ -62,6 +67,7 @@ def train_uff(
     u = cfg["uff"]
     rgb0, pt0 = samples[0]
     rgb_grid = int(round(math.sqrt(rgb0.shape[0])))
+    pt_grid = int(round(math.sqrt(pt0.shape[0])))
     strict = str(cfg["point_backbone"]).startswith("pointmae")
     model = UFF(pt0.shape[1], rgb0.shape[1], int(u["hidden_ratio"])).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), betas=(0.9, 0.95), weight_decay=u["weight_decay"])
@@ -78,7 +84,7 @@ def train_uff(
             rgb, pt = np.asarray(samples[i][0], np.float32), np.asarray(samples[i][1], np.float32)
             fg = foreground(pt, strict)
             xs_pt.append(pt[fg])
-            xs_rgb.append(rgb_to_point_grid(rgb, rgb_grid, str(u["pairs"]))[fg])
+            xs_rgb.append(rgb_to_point_grid(rgb, rgb_grid, str(u["pairs"]), pt_grid)[fg])
         x_pt, x_rgb = np.concatenate(xs_pt), np.concatenate(xs_rgb)
         if len(x_pt) < 2:
             continue
@@ -103,7 +109,7 @@ def train_uff(
 def fuse(model: UFF | None, rgb: np.ndarray, pt: np.ndarray, device: str, chunk: int = 8192) -> np.ndarray:
     """Fused features (n_pt, Dp + Dr) of one sample with aligned replication of the RGB grid."""
     grid = int(round(math.sqrt(rgb.shape[0])))
-    x_rgb = rgb_to_point_grid(np.asarray(rgb, np.float32), grid)
+    x_rgb = rgb_to_point_grid(np.asarray(rgb, np.float32), grid, "aligned", int(round(math.sqrt(pt.shape[0]))))
     x_pt = np.asarray(pt, np.float32)
     out = []
     with torch.no_grad():
