@@ -8,7 +8,7 @@ For every size (a degree-corrected planted-partition graph, spec §3, built once
   B. all nodes, PPR alpha = 0.1, r = 0.5: exact SpMM truncated at several tolerances and reverse push at
      several r_max, against a long exact series (tol 1e-3); plus push on 1 thread vs all threads.
 Each measurement runs in a forked child so its peak RSS (ru_maxrss, which includes the graph pages it
-reads) is its own. Errors are relative Frobenius norms against the exact result of the same run.
+reads) and its CPU time (all threads; wall time is inflated when other jobs share the cores) are its own. Errors are relative Frobenius norms against the exact result of the same run.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import multiprocessing as mp
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,9 @@ REF: dict[str, Any] = {}  # arrays the forked children read (shared pages, no co
 
 def _child(fn: Callable[[], dict[str, Any]], conn: Any) -> None:
     out = fn()
-    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    out["peak_rss_gb"] = ru.ru_maxrss / 2**20
+    out["cpu_s"] = ru.ru_utime + ru.ru_stime  # all threads of the child; robust to other load on the machine
     conn.send(out)
     conn.close()
 
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for n in args.sizes:
         rows += run_size(n, args)
-    cols = ["n", "case", "method", "setting", "time_s", "error", "peak_rss_gb"]
+    cols = ["n", "case", "method", "setting", "time_s", "cpu_s", "error", "peak_rss_gb"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:

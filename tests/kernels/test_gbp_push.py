@@ -31,9 +31,10 @@ def test_push_error_is_bounded_by_the_leftover_residue(case, alpha, r, rmax):
 
 def test_push_error_shrinks_linearly_with_rmax_as_the_original():
     """§8.1: 3,000 nodes, 15,000 edge draws, 5 classes, F = 16, alpha 0.1, r 0.5 (original 1.16e-2 / 1.15e-3)."""
-    from mlkit.graph.synth import planted_partition
-    from mlkit.graph.io import load_graph
     import tempfile
+
+    from mlkit.graph.io import load_graph
+    from mlkit.graph.synth import planted_partition
 
     with tempfile.TemporaryDirectory() as d:
         planted_partition(d, 3000, classes=5, features=16, degree=5.0, seed=0)

@@ -134,7 +134,7 @@ def test_bidirectional_row_does_not_depend_on_the_target_set(graph_dir):
 def test_inductive_training_rows_come_from_the_train_subgraph(graph_dir, runs_dir, capsys):
     from mlkit.core.config import load_defaults, resolve
     from mlkit.graph.io import induced_subgraph
-    from mlkit.kernels.gbp_push import propagate_numba, ppr_weights
+    from mlkit.kernels.gbp_push import ppr_weights, propagate_numba
     from mlkit.tasks.gbp.data import build_rows
 
     g = load_graph(graph_dir)

@@ -73,7 +73,14 @@ def precompute(
     from mlkit.core.data import resolve_data
     from mlkit.core.registry import get_spec
     from mlkit.core.runtime import close_distributed, dist_from_env, init_distributed
-    from mlkit.tasks.gbp.data import apply_preset, build_rows, cache_dir, load_dataset, standardizer, targets_of
+    from mlkit.tasks.gbp.data import (
+        apply_preset,
+        build_rows,
+        cache_dir,
+        load_dataset,
+        standardizer,
+        targets_of,
+    )
     from mlkit.tasks.gbp.precompute import cache_key, merge_shards, parse_shard, plan, propagate_rows
 
     flags: dict[str, Any] = {

@@ -70,16 +70,30 @@ def load_dataset(cfg: dict[str, Any], run_dir: Path | None = None, log: Any = No
     from mlkit.graph.io import load_graph
 
     if cfg.get("data"):
-        g = load_graph(cfg["data"], cfg.get("format") or "auto", cfg.get("name"))
+        name = cfg.get("name")
+        preset = cfg.get("preset")
+        folder = Path(cfg["data"])
+        if not name and preset and folder.is_dir() and any(
+            (folder / f).exists() for f in (f"ind.{preset}.graph", f"{preset}.txt")
+        ):
+            name = preset  # a folder with several datasets: the preset names the one to use
+        g = load_graph(cfg["data"], cfg.get("format") or "auto", name)
     else:
         from mlkit.graph.synth import planted_partition
 
         d = synth_dir(cfg, run_dir)
         if not (d / "meta.json").exists():
+            import shutil
+
             s = cfg["synth"]
-            planted_partition(d, int(s["nodes"]), int(s["classes"]), int(s["features"]), float(s["degree"]),
+            tmp = d.with_name(f"{d.name}.tmp{os.getpid()}")  # build aside, then rename: safe between processes
+            planted_partition(tmp, int(s["nodes"]), int(s["classes"]), int(s["features"]), float(s["degree"]),
                               fracs=(float(s["train_frac"]), float(s["val_frac"]), float(s["test_frac"])),
                               seed=int(cfg["seed"]), progress=log)
+            try:
+                os.replace(tmp, d)
+            except OSError:  # another process finished first (the folder exists and is not empty)
+                shutil.rmtree(tmp, ignore_errors=True)
         g = load_graph(d)
     check(g, cfg.get("data") or "synthetic")
     return g

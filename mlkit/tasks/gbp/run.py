@@ -15,7 +15,7 @@ from torch import nn
 
 from mlkit.core.errors import DataError
 from mlkit.core.metrics import accuracy, micro_f1
-from mlkit.core.runtime import Ctx
+from mlkit.core.runtime import Ctx, seed_everything
 from mlkit.core.trainer import EpochLoop
 from mlkit.graph.graph import Graph
 from mlkit.tasks.gbp.data import SPLITS, SplitRows, apply_preset, build_rows, labels_of, load_dataset
@@ -99,6 +99,9 @@ def split_metrics(model: nn.Module, g: Graph, rows: SplitRows, cfg: dict[str, An
 def train(cfg: dict[str, Any], ctx: Ctx) -> dict[str, float]:
     """Precompute, then train GnnBP with Adam and early stopping on val micro-F1; test with the best weights."""
     cfg = apply_preset(cfg)
+    if int(cfg["seed"]) != ctx.seed:  # a preset's seed (the original scripts' 20159) replaces the default 0
+        seed_everything(int(cfg["seed"]), bool(cfg["deterministic"]))
+        ctx.seed = int(cfg["seed"])
     g, rows = prepare(cfg, ctx, ctx.run_dir)
     device = ctx.device
     multilabel = g.multilabel
