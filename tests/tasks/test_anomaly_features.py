@@ -132,3 +132,35 @@ def test_coreset_sizes_reference_quirk_and_cap():
     assert got == {"pt": 76_518, "rgb": 7_651, "fs": 7_651}  # spec §2.7 bagel numbers
     cfg["memory"].update(coreset_mode="uniform", coreset_max=10_000)
     assert coreset_sizes(raw, 765_184, cfg) == {"pt": 10_000, "rgb": 10_000, "fs": 10_000}
+
+
+def test_eyecandies_conversion_layout_and_geometry(tmp_path):
+    """A fake raw Eyecandies class (flat depth 0.5 m, identity pose) converts to the MVTec layout."""
+    import tifffile
+    import yaml
+    from PIL import Image
+
+    from mlkit.tasks.anomaly.eyecandies import convert_root
+
+    for sub, pid, bad in (("train", "000", False), ("test_public", "00", True), ("test_public", "01", False)):
+        d = tmp_path / "raw/CandyCane" / sub / "data"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(d / f"{pid}_image_4.png")
+        Image.fromarray(np.full((64, 64), 32768, np.uint16)).save(d / f"{pid}_depth.png")
+        (d / f"{pid}_info_depth.yaml").write_text(yaml.safe_dump({"normalization": {"min": 0.0, "max": 1.0}}))
+        np.savetxt(d / f"{pid}_pose.txt", np.eye(4))
+        mask = np.zeros((64, 64), np.uint8)
+        if bad:
+            mask[10:20, 10:20] = 255
+        if sub == "test_public":
+            Image.fromarray(mask).save(d / f"{pid}_mask.png")
+    assert convert_root(tmp_path / "raw", tmp_path / "out") == ["CandyCane"]
+    out = tmp_path / "out/CandyCane"
+    assert (out / "train/good/xyz/000.tiff").is_file() and (out / "test/bad/gt/000.png").is_file()
+    assert (out / "test/good/rgb/000.png").is_file()  # all-zero mask -> good
+    xyz = tifffile.imread(out / "train/good/xyz/000.tiff")
+    assert xyz.shape == (64, 64, 3) and xyz.dtype == np.float32
+    # flat depth d: x = (u - W/2) d / f; axes reordered to (x, z, y) and scaled (0.1, -0.1, 0.1)
+    d = 32768 / 65535
+    np.testing.assert_allclose(xyz[..., 1], -0.1 * d, rtol=1e-5)
+    np.testing.assert_allclose(xyz[5, 40, 0], 0.1 * (40 - 32) * d / 711.11, rtol=1e-4)

@@ -34,6 +34,7 @@ def preprocess(
     data: Path = typer.Option(..., "--data", help="MVTec 3D-AD root (or one category folder); never modified."),
     out: Path = typer.Option(..., "--out", help="New root to write the preprocessed copy to."),
     cluster: str = typer.Option("grid", "--cluster", help="grid | dbscan | none"),
+    eyecandies: bool = typer.Option(False, "--eyecandies", help="--data is raw Eyecandies: convert it to --out first."),
     seed: int = typer.Option(0, "--seed", help="Seed of the RANSAC sampling."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -45,6 +46,13 @@ def preprocess(
     from mlkit.core.console import make_console, progress_enabled, track
     from mlkit.tasks.anomaly.preprocess import preprocess_root
 
+    if eyecandies:
+        from mlkit.tasks.anomaly.eyecandies import convert_root
+
+        classes = convert_root(data, out)
+        typer.echo(str(out))
+        make_console(quiet).print(f"converted {len(classes)} Eyecandies classes into {out}; now run preprocess on it")
+        return
     cfg = yaml.safe_load(resources.files("mlkit.tasks.anomaly").joinpath("config.yaml").read_text())["preprocess"]
     cfg["cluster"] = cluster
     console = make_console(quiet)

@@ -57,6 +57,21 @@ def make_synthetic(base: Path, cfg: dict[str, Any], ctx: Ctx) -> Path:
     return base / "mvtec"
 
 
+def feature_cache(cfg: dict[str, Any], run_dir: Path | None, root: Path, cat: str, split: str) -> Path | None:
+    """Where pass-A features of one split live: <cache root>/<key of extractor settings and data>/<cat>/<split>."""
+    import hashlib
+    import json
+
+    if not cfg["cache_features"]:
+        return None
+    base = Path(cfg["cache_dir"]) if cfg.get("cache_dir") else (run_dir / "cache" if run_dir else None)
+    if base is None:
+        return None
+    keys = ("rgb_backbone", "point_backbone", "fpfh", "points", "image_size", "max_train")
+    body = json.dumps({k: cfg[k] for k in keys} | {"root": str(Path(root).resolve())}, sort_keys=True)
+    return base / hashlib.sha256(body.encode()).hexdigest()[:12] / cat / split
+
+
 def _limit(samples: list[D.Sample], n: int) -> list[D.Sample]:
     return samples[:n] if n > 0 else samples
 
@@ -97,9 +112,10 @@ def train(cfg: dict[str, Any], ctx: Ctx) -> dict[str, float]:
         n = len(train_s)
         gb = n * 2 * ((784 * d_rgb) + 3136 * d_pt + (3136 * (d_rgb + d_pt) if mode in ("fusion", "triple") else 0))
         ctx.log(f"[bold]{cat}[/]: {n} train, {len(val_s)} validation images; raw banks up to {gb / 2**30:.2f} GiB (float16)")
-        use = cache / cat if cfg["cache_features"] else None
-        feats[cat], spent = extract(train_s, ext, use / "train" if use else None, ctx.track, f"{cat} pass A")
-        vals[cat], _ = extract(val_s, ext, use / "validation" if use else None, ctx.track, f"{cat} validation")
+        feats[cat], spent = extract(train_s, ext, feature_cache(cfg, ctx.run_dir, root, cat, "train"), ctx.track,
+                                    f"{cat} pass A")  # fmt: skip
+        vals[cat], _ = extract(val_s, ext, feature_cache(cfg, ctx.run_dir, root, cat, "validation"), ctx.track,
+                               f"{cat} validation")  # fmt: skip
         per_sample.append(spent)
     extract_s = float(np.mean(per_sample))
     ctx.log(f"feature extraction: {extract_s:.3f} s per sample")
@@ -131,7 +147,7 @@ def train(cfg: dict[str, Any], ctx: Ctx) -> dict[str, float]:
     sd = to_state_dict(states, uff)
     ckpt = checkpoint.make("anomaly", cfg, sd, epoch=0, extra=extra)
     checkpoint.save(ckpt, ctx.run_dir / "weights" / "last.pt")
-    metrics = _evaluate(cfg, ctx, states, uff, root, cats, mode, ext, ctx.run_dir)
+    metrics = _evaluate(cfg, ctx, states, uff, root, cats, mode, ext, ctx.run_dir, ctx.run_dir)
     metrics["train/extract_s_per_sample"] = extract_s
     metrics["train/seconds"] = time.perf_counter() - t_start
     ckpt["metrics"] = dict(metrics)
@@ -169,11 +185,13 @@ def evaluate(cfg: dict[str, Any], ctx: Ctx, ckpt: dict) -> dict[str, float]:
     root = data_root(cfg, ctx, extra)
     cats = D.pick_categories(str(cfg["category"]), list(extra["categories"]))
     out_dir = Path(extra["run_dir"]) / "eval" if extra.get("run_dir") and Path(extra["run_dir"]).is_dir() else None
-    return _evaluate(cfg, ctx, states, uff, root, cats, extra["modalities"], Extractor(cfg, ctx.device), out_dir)
+    run_dir = Path(extra["run_dir"]) if out_dir is not None else None
+    return _evaluate(cfg, ctx, states, uff, root, cats, extra["modalities"], Extractor(cfg, ctx.device), out_dir, run_dir)
 
 
 def _evaluate(cfg: dict[str, Any], ctx: Ctx, states: dict[str, CategoryState], uff: UFF | None, root: Path,
-              cats: list[str], mode: str, ext: Extractor, out_dir: Path | None) -> dict[str, float]:  # fmt: skip
+              cats: list[str], mode: str, ext: Extractor, out_dir: Path | None,
+              run_dir: Path | None) -> dict[str, float]:  # fmt: skip
     from mlkit.core.metrics import aupro, roc_auc
 
     if uff is not None:
@@ -186,9 +204,9 @@ def _evaluate(cfg: dict[str, Any], ctx: Ctx, states: dict[str, CategoryState], u
         samples = D.split_samples(D.category_dir(root, cat), "test")
         st = states[cat]
         scores, labels, defects, maps, gts = [], [], [], [], []
-        for s in ctx.track(samples, f"{cat} test"):
+        feats, _ = extract(samples, ext, feature_cache(cfg, run_dir, root, cat, "test"), ctx.track, f"{cat} test")
+        for s, (r, p) in zip(samples, feats):
             x = D.load(s, ext.size)
-            r, p = ext(x)
             sc, m = combine(st, score_sample(st, r, p, mode, uff, cfg, ctx.device), mode)
             scores.append(sc)
             labels.append(s.label)
