@@ -176,6 +176,51 @@ def test_cli_user_corpus_bio_without_dev_char_arch(runs_dir, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["metrics"]["test/f1"] >= 0.0
 
 
+def test_checkpoint_is_self_contained(runs_dir, tmp_path, capsys):
+    """Train the lattice with a user lexicon and word vectors, delete both, and predict still finds the words."""
+    data = tmp_path / "corpus"
+    data.mkdir()
+    rows = [(list("张三去北京"), ["B-PER", "E-PER", "O", "B-LOC", "E-LOC"]),
+            (list("李四在上海"), ["B-PER", "E-PER", "O", "B-LOC", "E-LOC"])]
+    _write(data / "train.char.bmes", rows * 8)
+    _write(data / "dev.char.bmes", rows)
+    _write(data / "test.char.bmes", rows)
+    lex, vec = tmp_path / "lex.txt", tmp_path / "w.vec"
+    lex.write_text("张三 5 nr\n北京\n上海\n李四\n广州\n1号\n", encoding="utf-8")
+    vec.write_text("2 3\n北京 1 0 0\n广州 0.9 0.1 0\n", encoding="utf-8")
+    assert main(["ner", "train", "--data", str(data), "--lexicon", str(lex), "--word-vectors", str(vec), "--project",
+                 str(runs_dir), "--epochs", "2", "--set", "model.hidden=16", "--quiet"]) == 0
+    best = runs_dir / "ner" / "train" / "weights" / "best.pt"
+    extra = checkpoint.load(best, "ner")["extra"]
+    assert extra["lexicon"]["source"] == str(lex)
+    assert extra["lexicon"]["words"].split("\n") == ["张三", "北京", "上海", "李四", "广州", "0号"]
+    assert "广州" in extra["words"]  # pretrained row although it never occurs in train
+    lex.unlink()
+    vec.unlink()
+    inp = tmp_path / "in.txt"
+    inp.write_text("王五去广州\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["ner", "predict", "--model", str(best), "--input", str(inp), "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["text"] == "王五去广州"
+
+
+def test_vector_files(tmp_path):
+    from mlkit.tasks.ner.data import embedding_matrix, read_vectors
+
+    f = tmp_path / "v.txt"
+    f.write_text("2 2\n北 3 4\n7 0 2\n", encoding="utf-8")
+    vecs = read_vectors(str(f))
+    assert set(vecs) == {"北", "0"}
+    mat, hits = embedding_matrix(["<pad>", "<unk>", "北", "南"], 50, vecs, True, np.random.default_rng(0))
+    assert mat.shape == (4, 2) and hits == 1 and np.allclose(mat[2], [0.6, 0.8]) and not mat[0].any()
+    raw, _ = embedding_matrix(["<pad>", "北"], 50, vecs, False, np.random.default_rng(0))
+    assert np.allclose(raw[1], [3, 4])
+    lac = read_vectors("lac")
+    north = lac["北"] / np.linalg.norm(lac["北"])
+    sims = {c: float(north @ lac[c] / np.linalg.norm(lac[c])) for c in "南西东猫饭"}
+    assert min(sims[c] for c in "南西东") > max(sims[c] for c in "猫饭")
+
+
 def test_cli_errors_exit_3(runs_dir, tmp_path):
     assert main(["ner", "train", "--data", str(tmp_path), "--project", str(runs_dir), "--quiet"]) == 3
     assert main(["ner", "train", "--lexicon", str(tmp_path / "missing.txt"), "--project", str(runs_dir), "--epochs",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,10 +32,16 @@ def data_root(cfg: dict, ctx: Ctx) -> Path:
     if cfg["data"] is not None:
         return Path(cfg["data"])
     s = cfg["synth"]
-    base = ctx.run_dir / "data" if ctx.run_dir is not None else Path(tempfile.mkdtemp(prefix="mlkit-ner-synth-"))
+    key = "-".join(str(s[k]) for k in ("chars", "lexicon_size", "train", "dev", "test", "seed"))
+    base = ctx.run_dir / "data" if ctx.run_dir is not None else Path(tempfile.gettempdir()) / f"mlkit-ner-synth-{key}"
     if not (base / "train.char.bmes").exists():
-        write_corpus(base, chars=s["chars"], lexicon_size=s["lexicon_size"], train=s["train"], dev=s["dev"],
+        tmp = base.with_name(f"{base.name}.tmp{os.getpid()}")
+        write_corpus(tmp, chars=s["chars"], lexicon_size=s["lexicon_size"], train=s["train"], dev=s["dev"],
                      test=s["test"], seed=s["seed"])
+        try:
+            os.replace(tmp, base)  # atomic: a concurrent reader never sees a half-written corpus
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # another process won the race with the same corpus
     return base
 
 
