@@ -40,15 +40,17 @@ SPEC = TaskSpec(
 # Config overrides that make `mlkit anomaly train` (no --data) finish in seconds on a CPU.
 TINY = {
     "synth.size": 96,
-    "synth.train": 4,
-    "synth.validation": 2,
-    "synth.test_good": 2,
+    "synth.train": 3,
+    "synth.validation": 1,
+    "synth.test_good": 1,
     "synth.test_dent": 1,
     "synth.test_stain": 1,
-    "synth.test_combined": 1,
-    "uff.steps": 3,
+    "synth.test_combined": 0,
+    "uff.steps": 2,
     "uff.pairs_per_step": 256,
+    "memory.coreset_max": 300,
     "fusion.pixel_samples": 20000,
+    "fpfh.feature_k": 40,
 }
 
 # Predict inputs exist only after training synthesised the data into the run dir.

@@ -121,6 +121,12 @@ def fit_ocsvm(x: np.ndarray, cfg: dict[str, Any], seed: int) -> np.ndarray:
     n = int(f["pixel_samples"])
     if len(x) > n:
         x = x[np.random.default_rng(seed).choice(len(x), n, replace=False)]
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
     svm = SGDOneClassSVM(nu=float(f["nu"]), max_iter=int(f["max_iter"]), random_state=int(f["svm_seed"]), tol=1e-4)
-    svm.fit(x.astype(np.float64))
+    with warnings.catch_warnings():  # the reference runs the same 1000 epochs and ignores this warning too
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        svm.fit(x.astype(np.float64))
     return np.asarray(svm.coef_, dtype=np.float64).ravel()

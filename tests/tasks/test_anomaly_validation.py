@@ -1,0 +1,50 @@
+"""Spec §7 CPU validation (slow): synthetic blob, preprocess, five modality modes, asserted outcomes.
+
+rgb-only must see stains but not dents, pt-only the reverse; double and triple must reach I-AUROC >= 0.90, at least
+0.05 above the better single modality, with AUPRO >= 0.80. Run: python -m pytest -m slow tests/tasks/test_anomaly_validation.py
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from mlkit.cli import main
+
+MODES = ("rgb", "pt", "fusion", "double", "triple")
+
+
+@pytest.mark.slow
+def test_spec7_synthetic_validation(tmp_path, capsys):
+    t0 = time.perf_counter()
+    assert main(["anomaly", "synth", "--out", str(tmp_path / "raw"), "--categories", "blob"]) == 0
+    assert main(["anomaly", "preprocess", "--data", str(tmp_path / "raw"), "--out", str(tmp_path / "prep"), "--quiet"]) == 0
+    capsys.readouterr()
+    results = {}
+    for mode in MODES:
+        rc = main(["anomaly", "train", "--data", str(tmp_path / "prep"), "--modalities", mode, "--coreset-mode", "uniform",
+                   "--score-norm", "train", "--uff-steps", "200", "--batch-size", "4", "--set", "uff.pairs_per_step=2048",
+                   "--set", f"cache_dir={tmp_path / 'cache'}", "--project", str(tmp_path / "runs"), "--name", mode,
+                   "--device", "cpu", "--quiet", "--json"])  # fmt: skip
+        cap = capsys.readouterr()
+        assert rc == 0, cap.err[-3000:]
+        run = Path(json.loads(cap.out)["run_dir"])
+        res = json.loads((run / "results.json").read_text())["categories"]["blob"]
+        res["extract_s"] = json.loads((run / "metrics.json").read_text())["train/extract_s_per_sample"]
+        results[mode] = res
+    total = time.perf_counter() - t0
+    summary = {m: {k: results[m][k] for k in ("i_auroc", "p_auroc", "aupro", "i_auroc_by_defect")} for m in MODES}
+    print(json.dumps({"seconds": total, "results": summary}, indent=1))
+    rgb, pt = results["rgb"]["i_auroc_by_defect"], results["pt"]["i_auroc_by_defect"]
+    assert rgb["stain"] >= 0.95 and abs(rgb["dent"] - 0.5) <= 0.15, rgb
+    assert pt["dent"] >= 0.95 and abs(pt["stain"] - 0.5) <= 0.15, pt
+    best_single = max(results["rgb"]["i_auroc"], results["pt"]["i_auroc"])
+    for mode in ("double", "triple"):
+        r = results[mode]
+        assert r["i_auroc"] >= 0.90 and r["i_auroc"] >= best_single + 0.05, (mode, r["i_auroc"], best_single)
+        assert r["aupro"] >= 0.80, (mode, r["aupro"])
+    assert results["rgb"]["extract_s"] < 1.0  # the first run extracts; later runs reuse the shared cache
+    assert total < 600, total
