@@ -107,7 +107,7 @@ def run_size(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
             t2 = time.perf_counter()
             est = gc.bidirectional_numba(sp_ptr, sp_idx, xt, w4, 0.5, rmax, targets, coef, transposed=True).T
             t3 = time.perf_counter()
-            return {"time_s": t3 - t0, "walks_s": t1 - t0, "coef_s": t2 - t1, "push_combine_s": t3 - t2,
+            return {"time_s": t3 - t0, "walks_s": t1 - t0, "pack_s": t2 - t1, "push_combine_s": t3 - t2,
                     "error": rel(est, ref_a)}
 
         r = measure(bidir)

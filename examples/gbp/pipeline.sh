@@ -9,15 +9,17 @@ export PYTHONPATH="$HERE/../..${PYTHONPATH:+:$PYTHONPATH}"        # the repo, wh
 export MLKIT_EXTRA_TASKS="${MLKIT_EXTRA_TASKS:+$MLKIT_EXTRA_TASKS,}gbp=mlkit.tasks.gbp"  # harmless once registered
 export MLKIT_CACHE="$WORK/cache"                                  # where precomputed rows are cached
 
-# 1. a 20,000-node degree-corrected planted partition (5 classes, 32 features), streamed to disk
-python -m mlkit gbp synth --out "$WORK/graph" --nodes 20000 --features 32 --train 0.05 --val 0.05 --test 0.1 --quiet
+# 1. a 20,000-node degree-corrected planted partition (5 classes, 32 features), streamed to disk;
+#    stdout is the folder it wrote
+GRAPH="$(python -m mlkit gbp synth --out "$WORK/graph" --nodes 20000 --features 32 --train 0.05 --val 0.05 \
+  --test 0.1 --quiet)"
 
 # 2. precompute the propagated features of the 4,000 split nodes; stdout: one JSON line (rows file, timings)
-python -m mlkit gbp precompute --config "$HERE/config.yaml" --data "$WORK/graph" --quiet \
+python -m mlkit gbp precompute --config "$HERE/config.yaml" --data "$GRAPH" --quiet \
   | jq -c '{estimator, shape, timings}'
 
 # 3. train: the same parameters hit the cache, so training starts at once
-python -m mlkit gbp train --config "$HERE/config.yaml" --data "$WORK/graph" --project "$WORK/runs" --name demo \
+python -m mlkit gbp train --config "$HERE/config.yaml" --data "$GRAPH" --project "$WORK/runs" --name demo \
   --quiet --json | jq -c '.metrics | {"val/f1", "test/f1", best_epoch}'
 
 # 4. predict: node ids on stdin, one JSON line each (a node outside the targets is propagated on demand)

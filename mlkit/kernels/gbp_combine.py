@@ -1,7 +1,7 @@
 """GBP's bidirectional estimator (spec §2.2): level-wise reverse push from the features, combined with the
 target-side walk distributions.
 
-    coefficients(walk_levels, weights, targets)          C_t(s, .) = sum_{j=0}^{L-t} w_{t+j} S^(j)(s, .)
+    coefficients(walk_levels, weights, targets)          pack the walk levels S^(1..L) for the kernel
     bidirectional_reference(indptr, indices, x, weights, r, rmax, targets, s_levels)   dense NumPy
     bidirectional_numba(indptr, indices, x, weights, r, rmax, targets, coef, deg=None)
     bidirectional(x, ...)                                entry point (CPU)
@@ -9,13 +9,14 @@ target-side walk distributions.
 Per column, with R^(0) = D^-r x, threshold theta = rmax * ||D^-r x||_1: for l = 0..L-1 every node with
 |R^(l)(u)| > theta moves its residue to level l+1 (R^(l+1)(v) += R^(l)(u) / d(v) for every v with A[v,u] = 1)
 and keeps w_l R^(l)(u) as reserve. The invariant M^l D^-r x = Q^(l) + sum_{t<=l} M^(l-t) R^(t) makes
-P(s) = d(s)^r [ sum_l w_l Q^(l)(s) + sum_t sum_u C_t(s, u) R^(t)(u) ]
+P(s) = d(s)^r [ sum_l w_l Q^(l)(s) + sum_t sum_{j<=L-t} w_{t+j} (S^(j) R^(t))(s) ]
+     = d(s)^r [ q(s) + sum_j sum_u S^(j)(s, u) (w_j R^(0)(u) + Z_j(u)) ],  Z_j = sum_{t>=1} w_{t+j} R^(t),
 exact when S^(j) = M^j, and unbiased when S^(j) are walk estimates. The work per column is one streaming
 pass over x (level 0) plus the pushes and the combine: nodes touched at levels >= 1 are kept in lists and
 reset individually; a level is visited in ascending node order (a sort of its touched list, or one byte
 scan when it is dense), so each column's result does not depend on which columns share its block.
 Columns are processed in blocks with node-major residues [level, node, column], so the combine reads a
-contiguous run of columns per walk-distribution entry; each worker thread allocates its scratch once.
+contiguous run of columns per walk entry, and the combine costs sum_j nnz(S^(j)) per target and column; each worker thread allocates its scratch once.
 """
 
 from __future__ import annotations
@@ -28,86 +29,25 @@ from numba import njit, prange
 from mlkit.kernels.gbp_push import degree_powers, degrees
 
 
-# ------------------------------------------------------------------------------------- coefficients
-@njit(parallel=True, cache=True)
-def _coef_fill(targets, wts, lptr, lnodes, lprobs, cptr, cnodes, cvals, counts):  # noqa: ANN001, ANN202
-    levels = wts.shape[0] - 1
-    t_count = targets.shape[0]
-    for i in prange(t_count):
-        for t in range(levels + 1):
-            base = cptr[t, i]
-            k = 0
-            if wts[t] != 0.0:
-                cnodes[t, base] = targets[i]
-                cvals[t, base] = wts[t]
-                k = 1
-            for j in range(1, levels - t + 1):
-                w = wts[t + j]
-                if w == 0.0:
-                    continue
-                for p in range(lptr[j - 1, i], lptr[j - 1, i + 1]):
-                    cnodes[t, base + k] = lnodes[j - 1, p]
-                    cvals[t, base + k] = w * lprobs[j - 1, p]
-                    k += 1
-            # sort by node and merge duplicates
-            seg_n = cnodes[t, base : base + k]
-            seg_v = cvals[t, base : base + k]
-            order = np.argsort(seg_n, kind="mergesort")
-            sn = seg_n[order].copy()
-            sv = seg_v[order].copy()
-            m = 0
-            for q in range(k):
-                if m > 0 and sn[q] == cnodes[t, base + m - 1]:
-                    cvals[t, base + m - 1] += sv[q]
-                else:
-                    cnodes[t, base + m] = sn[q]
-                    cvals[t, base + m] = sv[q]
-                    m += 1
-            counts[t, i] = m
-
-
+# ------------------------------------------------------------------------------------- walk levels
 def coefficients(
     walk_levels: list[tuple[np.ndarray, np.ndarray, np.ndarray]], weights: np.ndarray, targets: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pack C_t for t = 0..L as (cptr [L+1, |S|+1], cnodes [L+1, width], cvals [L+1, width])."""
-    w = np.asarray(weights, dtype=np.float64)
-    levels = w.shape[0] - 1
-    targets = np.asarray(targets, dtype=np.int64)
-    t_count = targets.shape[0]
+    """Pack S^(1..L) for the kernel as (ptr [L, |S|+1], nodes [L, width], probs [L, width])."""
+    levels = len(weights) - 1
+    t_count = np.asarray(targets).shape[0]
     if len(walk_levels) < levels:
         raise ValueError(f"need walk distributions for {levels} levels, got {len(walk_levels)}")
-    width_l = max([lv[1].shape[0] for lv in walk_levels[:levels]] + [1])
+    width = max([lv[1].shape[0] for lv in walk_levels[:levels]] + [1])
     lptr = np.zeros((max(levels, 1), t_count + 1), dtype=np.int64)
-    lnodes = np.zeros((max(levels, 1), width_l), dtype=np.int64)
-    lprobs = np.zeros((max(levels, 1), width_l))
-    sizes = np.zeros((levels, t_count), dtype=np.int64)
+    lnodes = np.zeros((max(levels, 1), width), dtype=np.int64)
+    lprobs = np.zeros((max(levels, 1), width))
     for j in range(levels):
         ptr, nodes, probs = walk_levels[j]
         lptr[j] = ptr
         lnodes[j, : nodes.shape[0]] = nodes
         lprobs[j, : probs.shape[0]] = probs
-        sizes[j] = np.diff(ptr)
-    cap = np.zeros((levels + 1, t_count), dtype=np.int64)
-    for t in range(levels + 1):
-        cap[t] = (w[t] != 0.0) + sum(sizes[j - 1] * (w[t + j] != 0.0) for j in range(1, levels - t + 1))
-    cptr = np.zeros((levels + 1, t_count + 1), dtype=np.int64)
-    np.cumsum(cap, axis=1, out=cptr[:, 1:])
-    width = max(int(cptr[:, -1].max()), 1)
-    cnodes = np.zeros((levels + 1, width), dtype=np.int64)
-    cvals = np.zeros((levels + 1, width))
-    counts = np.zeros((levels + 1, t_count), dtype=np.int64)
-    _coef_fill(targets, w, lptr, lnodes, lprobs, cptr, cnodes, cvals, counts)
-    # compact the merged segments
-    nptr = np.zeros_like(cptr)
-    np.cumsum(counts, axis=1, out=nptr[:, 1:])
-    nw = max(int(nptr[:, -1].max()), 1)
-    onodes = np.zeros((levels + 1, nw), dtype=np.int64)
-    ovals = np.zeros((levels + 1, nw))
-    for t in range(levels + 1):
-        keep = np.repeat(cptr[t, :-1], counts[t]) + (np.arange(int(nptr[t, -1])) - np.repeat(nptr[t, :-1], counts[t]))
-        onodes[t, : keep.shape[0]] = cnodes[t, keep]
-        ovals[t, : keep.shape[0]] = cvals[t, keep]
-    return nptr, onodes, ovals
+    return lptr, lnodes, lprobs
 
 
 # ------------------------------------------------------------------------------------ push + combine
@@ -129,7 +69,7 @@ def _level_nodes(level, n, touched, ntouch, flag):  # noqa: ANN001, ANN202
 
 
 @njit(parallel=True, cache=True)
-def _bidir_blocks(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, cptr, cnodes, cvals, width, nworkers, out):  # noqa: ANN001, ANN202, E501
+def _bidir_blocks(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, lptr, lnodes, lprobs, width, nworkers, out):  # noqa: ANN001, ANN202, E501
     f, n = xt.shape
     levels = wts.shape[0] - 1
     nblocks = (f + width - 1) // width
@@ -141,6 +81,9 @@ def _bidir_blocks(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, cptr
         touched = np.empty((levels + 1, n), dtype=np.int64)
         ntouch = np.zeros(levels + 1, dtype=np.int64)
         q = np.zeros((n, width))
+        zz = np.zeros((levels + 1, n, width))  # Z_j = sum_{t>=1} w_{t+j} R^(t) on touched nodes
+        ulist = np.empty(n, dtype=np.int64)
+        uflag = np.zeros(n, dtype=np.uint8)
         qlist = np.empty(n, dtype=np.int64)
         qflag = np.zeros(n, dtype=np.uint8)
         theta = np.empty(width)
@@ -149,13 +92,13 @@ def _bidir_blocks(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, cptr
         for b in range(wk, nblocks, workers):
             c0 = b * width
             nb = min(f, c0 + width) - c0
-            _one_block(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, cptr, cnodes, cvals, c0, nb,
-                       res, flag, touched, ntouch, q, qlist, qflag, theta, moved, acc, out)
+            _one_block(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, lptr, lnodes, lprobs, c0, nb,
+                       res, flag, touched, ntouch, q, zz, ulist, uflag, qlist, qflag, theta, moved, acc, out)
 
 
 @njit(cache=True)
-def _one_block(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, cptr, cnodes, cvals, c0, nb,  # noqa: ANN001, ANN202
-               res, flag, touched, ntouch, q, qlist, qflag, theta, moved, acc, out):
+def _one_block(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, lptr, lnodes, lprobs, c0, nb,  # noqa: ANN001, ANN202
+               res, flag, touched, ntouch, q, zz, ulist, uflag, qlist, qflag, theta, moved, acc, out):
     n = xt.shape[1]
     levels = wts.shape[0] - 1
     t_count = targets.shape[0]
@@ -195,16 +138,35 @@ def _one_block(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, cptr, c
                 inv = 1.0 / deg[v]
                 for jj in range(nb):
                     res[nxt, v, jj] += moved[jj] * inv
+    # Z_j(u) = sum_{t=1}^{L-j} w_{t+j} R^(t)(u) on the nodes touched at levels >= 1 (zero elsewhere)
+    nu = 0
+    for level in range(1, levels + 1):
+        for k in range(ntouch[level]):
+            u = touched[level, k]
+            if uflag[u] == 0:
+                uflag[u] = 1
+                ulist[nu] = u
+                nu += 1
+    for k in range(nu):
+        u = ulist[k]
+        for j in range(levels):
+            for jj in range(nb):
+                z = 0.0
+                for t in range(1, levels - j + 1):
+                    z += wts[t + j] * res[t, u, jj]
+                zz[j, u, jj] = z
+    # P(s) = q(s) + sum_j sum_u S^(j)(s, u) (w_j R^(0)(u) + Z_j(u)),  S^(0) = identity
     for i in range(t_count):
         s = targets[i]
         for jj in range(nb):
-            acc[jj] = q[s, jj]
-        for t in range(levels + 1):
-            for p in range(cptr[t, i], cptr[t, i + 1]):
-                c = cvals[t, p]
-                u = cnodes[t, p]
+            acc[jj] = q[s, jj] + wts[0] * res[0, s, jj] + zz[0, s, jj]
+        for j in range(1, levels + 1):
+            wj = wts[j]
+            for p in range(lptr[j - 1, i], lptr[j - 1, i + 1]):
+                pr = lprobs[j - 1, p]
+                u = lnodes[j - 1, p]
                 for jj in range(nb):
-                    acc[jj] += c * res[t, u, jj]
+                    acc[jj] += pr * (wj * res[0, u, jj] + zz[j, u, jj])
         for jj in range(nb):
             out[c0 + jj, i] = dpos[s] * acc[jj]
     # reset what this block touched
@@ -215,6 +177,12 @@ def _one_block(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, cptr, c
             for jj in range(nb):
                 res[level, u, jj] = 0.0
         ntouch[level] = 0
+    for k in range(nu):
+        u = ulist[k]
+        uflag[u] = 0
+        for j in range(levels):
+            for jj in range(nb):
+                zz[j, u, jj] = 0.0
     for k in range(nq):
         u = qlist[k]
         qflag[u] = 0
@@ -225,7 +193,7 @@ def _one_block(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, cptr, c
 def block_width(num_cols: int, n: int, levels: int, threads: int, budget: int = 256 << 20) -> int:
     """Columns per block: enough blocks for the threads, at most 16, within `budget` bytes of residues each."""
     by_threads = -(-num_cols // max(threads, 1))
-    by_memory = max(1, budget // max((levels + 2) * n * 8, 1))
+    by_memory = max(1, budget // max((2 * levels + 3) * n * 8, 1))
     return int(max(1, min(16, by_threads, by_memory)))
 
 
@@ -251,10 +219,10 @@ def bidirectional_numba(
     dneg, dpos = degree_powers(deg, r)
     targets = np.asarray(targets, dtype=np.int64)
     out = np.empty((xt.shape[0], targets.shape[0]), dtype=out_dtype)
-    cptr, cnodes, cvals = coef
+    lptr, lnodes, lprobs = coef
     w = np.asarray(weights, dtype=np.float64)
     width = int(width) if width else block_width(xt.shape[0], xt.shape[1], w.shape[0] - 1, numba.get_num_threads())
-    _bidir_blocks(indptr, indices, deg, xt, dneg, dpos, w, float(rmax), targets, cptr, cnodes, cvals, width,
+    _bidir_blocks(indptr, indices, deg, xt, dneg, dpos, w, float(rmax), targets, lptr, lnodes, lprobs, width,
                   numba.get_num_threads(), out)
     return out
 

@@ -259,7 +259,7 @@ def propagate_rows(
             t1 = time.perf_counter()
             coef = gc.coefficients(levels, w, tgt)
             del levels
-            timings["combine prep"] = time.perf_counter() - t1
+            timings["pack walks"] = time.perf_counter() - t1
             t1 = time.perf_counter()
             out_t = gc.bidirectional_numba(push_ptr, push_idx, xt, w, float(prop["r"]), float(prop["rmax"]), tgt,
                                            coef, deg=deg, transposed=True)
