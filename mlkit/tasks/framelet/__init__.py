@@ -27,7 +27,7 @@ SPEC = TaskSpec(
     inputs="a node id (0-based integer) per line; for graph-level data (TU) a graph id (0-based) per line",
     flags=(
         Flag("--format", "format", str, "auto | planetoid | node | tu (auto detects from the files)"),
-        Flag("--name", "name", str, "dataset name inside a multi-dataset folder (planetoid: cora, citeseer)"),
+        Flag("--dataset", "name", str, "dataset name inside a multi-dataset folder (planetoid: cora, citeseer)"),
         Flag("--frame", "framelet.frame", str, "filter bank: haar | linear | quadratic", modes=("train",)),
         Flag("--lev", "framelet.lev", int, "number of framelet levels Lev", modes=("train",)),
         Flag("--dilation", "framelet.s", float, "dilation factor s > 1", modes=("train",)),

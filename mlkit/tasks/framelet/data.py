@@ -101,7 +101,7 @@ def load_nodes(cfg: dict[str, Any]) -> Graph:
             names = find_names(path)
             name = cfg.get("name") or (names[0] if len(names) == 1 else None)
             if name is None:
-                raise UsageError(f"several Planetoid datasets here: {', '.join(names)}", str(path), "Pick one with --name.")
+                raise UsageError(f"several Planetoid datasets here: {', '.join(names)}", str(path), "Pick one with --dataset.")
             g = load_planetoid(path, name)
         else:
             from mlkit.graph.io import load_graph

@@ -54,7 +54,8 @@ class Features:
         density = float(np.count_nonzero(x)) / max(x.size, 1)
         self.sparse = density <= max_density
         if not self.sparse:
-            self.dense = torch.from_numpy(np.ascontiguousarray(x)).to(device, dtype)
+            self.dense = torch.from_numpy(np.array(x, dtype=np.float32 if dtype == torch.float32 else np.float64))
+            self.dense = self.dense.to(device)
             return
         m = sp.csr_matrix(x)
         m.sort_indices()
