@@ -29,7 +29,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--lexicon", default=None)
     ap.add_argument("--sentences", type=int, default=2000)
     args = ap.parse_args(argv)
-    root = Path(args.data) if args.data else (RESUME if RESUME.is_dir() else write_corpus(Path(tempfile.mkdtemp())))
+    root = (
+        Path(args.data)
+        if args.data
+        else (RESUME if RESUME.is_dir() else write_corpus(Path(tempfile.mkdtemp())))
+    )
     texts = [normalize("".join(c)) for c, _ in load_corpus(root, "auto", 0.1, 0)["train"][: args.sentences]]
     words = read_lexicon(Path(args.lexicon or jieba_dict_path()), 2, 12, True)
     n_chars = sum(len(t) for t in texts)
@@ -48,13 +52,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for (a, b, c), (x, y, z) in zip(fast, slow):
         assert np.array_equal(a, x) and np.array_equal(b, y) and np.array_equal(c, z)
     n_match = sum(len(f[0]) for f in fast)
-    print(f"{len(texts)} sentences, {n_chars} chars, lexicon {len(words)} words (trie build {t_build:.2f} s), "
-          f"{n_match} matches ({n_match / n_chars:.2f}/char)")
+    print(
+        f"{len(texts)} sentences, {n_chars} chars, lexicon {len(words)} words (trie build {t_build:.2f} s), "
+        f"{n_match} matches ({n_match / n_chars:.2f}/char)"
+    )
     print(f"{'path':<14}{'seconds':>10}{'chars/s':>14}")
     print(f"{'trie (numba)':<14}{t_fast:>10.3f}{n_chars / t_fast:>14.0f}")
     print(f"{'naive scan':<14}{t_slow:>10.3f}{n_chars / t_slow:>14.0f}")
     print(f"speed-up: {t_slow / t_fast:.1f}x")
-    return {"trie_chars_per_s": n_chars / t_fast, "naive_chars_per_s": n_chars / t_slow, "ratio": t_slow / t_fast}
+    return {
+        "trie_chars_per_s": n_chars / t_fast,
+        "naive_chars_per_s": n_chars / t_slow,
+        "ratio": t_slow / t_fast,
+    }
 
 
 if __name__ == "__main__":

@@ -30,10 +30,25 @@ def setup(data: str | None, lexicon: str | None, n: int, hidden: int):
     lex_path = lexicon or (str(root / "lexicon.txt") if not data else str(jieba_dict_path()))
     lex = read_lexicon(Path(lex_path), 2, 12, True)
     sents = corpus["train"][:n]
-    vocab = build_vocab("lattice", [c for c, _ in corpus["train"]], [t for _, t in corpus["train"]] + [["O"]], lex,
-                        None, None, None, True)
-    mcfg = {"char_dim": 50, "bichar_dim": 50, "word_dim": 50, "seg_dim": 20, "hidden": hidden, "dropout": 0.5,
-            "lattice_dropout": 0.5}
+    vocab = build_vocab(
+        "lattice",
+        [c for c, _ in corpus["train"]],
+        [t for _, t in corpus["train"]] + [["O"]],
+        lex,
+        None,
+        None,
+        None,
+        True,
+    )
+    mcfg = {
+        "char_dim": 50,
+        "bichar_dim": 50,
+        "word_dim": 50,
+        "seg_dim": 20,
+        "hidden": hidden,
+        "dropout": 0.5,
+        "lattice_dropout": 0.5,
+    }
     model = build_model("lattice", vocab, mcfg)
     items = vocab.encode([c for c, _ in sents], [t for _, t in sents])
     return model, items
@@ -91,15 +106,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "predict_batched": run_predict(model, batches(items, args.predict_batch_size), False),
         "predict_per_sentence": run_predict(model, batches(items, 1), True),
     }
-    print(f"{n_sent} sentences, {n_chars} chars, {n_words / n_chars:.2f} matched words/char, hidden {args.hidden}, "
-          f"threads {args.threads}, train batch {args.batch_size}, predict batch {args.predict_batch_size}")
+    print(
+        f"{n_sent} sentences, {n_chars} chars, {n_words / n_chars:.2f} matched words/char, hidden {args.hidden}, "
+        f"threads {args.threads}, train batch {args.batch_size}, predict batch {args.predict_batch_size}"
+    )
     print(f"{'path':<22}{'seconds':>10}{'sent/s':>10}{'chars/s':>11}")
     for k, secs in res.items():
         print(f"{k:<22}{secs:>10.2f}{n_sent / secs:>10.1f}{n_chars / secs:>11.0f}")
     out = {f"{k}/chars_per_s": n_chars / v for k, v in res.items()}
     out["train_ratio"] = res["train_per_sentence"] / res["train_batched"]
     out["predict_ratio"] = res["predict_per_sentence"] / res["predict_batched"]
-    print(f"batched / per-sentence speed-up: train {out['train_ratio']:.1f}x, predict {out['predict_ratio']:.1f}x")
+    print(
+        f"batched / per-sentence speed-up: train {out['train_ratio']:.1f}x, predict {out['predict_ratio']:.1f}x"
+    )
     return out
 
 

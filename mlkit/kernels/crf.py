@@ -153,6 +153,9 @@ def viterbi(emis: Any, lengths: Any, trans: Any) -> list[list[int]]:
         emis = emis.detach().cpu().numpy()
         lengths = lengths.detach().cpu().numpy()
         trans = trans.detach().cpu().numpy()
-    paths = viterbi_numba(np.ascontiguousarray(emis), np.asarray(lengths, dtype=np.int64),
-                          np.ascontiguousarray(trans, dtype=emis.dtype))
+    paths = viterbi_numba(
+        np.ascontiguousarray(emis),
+        np.asarray(lengths, dtype=np.int64),
+        np.ascontiguousarray(trans, dtype=emis.dtype),
+    )
     return [paths[i, : int(n)].tolist() for i, n in enumerate(lengths)]

@@ -29,7 +29,11 @@ def _sig(x: np.ndarray) -> np.ndarray:
 
 
 def lattice_reference(
-    x: np.ndarray, start: np.ndarray, last: np.ndarray, xw: np.ndarray, p: dict[str, np.ndarray],
+    x: np.ndarray,
+    start: np.ndarray,
+    last: np.ndarray,
+    xw: np.ndarray,
+    p: dict[str, np.ndarray],
     reverse: bool = False,
 ) -> np.ndarray:
     """Hidden states [m, H] of one direction for one sentence (x [m, Dc])."""
@@ -68,7 +72,9 @@ def lattice_reference(
     return hs[::-1].copy() if reverse else hs
 
 
-def lattice_sentence_torch(x: Any, start: Any, last: Any, xw: Any, p: dict[str, Any], reverse: bool = False) -> Any:
+def lattice_sentence_torch(
+    x: Any, start: Any, last: Any, xw: Any, p: dict[str, Any], reverse: bool = False
+) -> Any:
     """Hidden states [m, H] for one sentence, one position and one word at a time (original-style loop)."""
     import torch
 
@@ -109,7 +115,9 @@ def lattice_sentence_torch(x: Any, start: Any, last: Any, xw: Any, p: dict[str, 
     return hs.flip(0) if reverse else hs
 
 
-def lattice_schedule(lengths: np.ndarray, wb: np.ndarray, ws: np.ndarray, wl: np.ndarray, reverse: bool = False) -> dict:
+def lattice_schedule(
+    lengths: np.ndarray, wb: np.ndarray, ws: np.ndarray, wl: np.ndarray, reverse: bool = False
+) -> dict:
     """Index plan of a batch (NumPy, on CPU): word order by start, padded per-(position, sentence) word lists.
 
     lengths [B]; words given by sentence wb, start ws, last wl (all [W]). Returns arrays used by lattice_torch.
@@ -147,8 +155,16 @@ def lattice_schedule(lengths: np.ndarray, wb: np.ndarray, ws: np.ndarray, wl: np
     base = start_ptr[win_lo][:, None, None]
     win_size = (start_ptr[np.arange(m)] - start_ptr[win_lo])[:, None, None]
     end_local = np.where(end_idx < n_w, pos[end_idx] - base, win_size)
-    return {"by_start": by_start, "start_ptr": start_ptr, "wb": wb, "end_idx": end_idx, "end_local": end_local,
-            "win_lo": win_lo, "k_at": k_at, "m": m}
+    return {
+        "by_start": by_start,
+        "start_ptr": start_ptr,
+        "wb": wb,
+        "end_idx": end_idx,
+        "end_local": end_local,
+        "win_lo": win_lo,
+        "k_at": k_at,
+        "m": m,
+    }
 
 
 def _reverse_index(lengths: Any, m: int) -> Any:
@@ -166,8 +182,12 @@ def lattice_bi_schedule(lengths: np.ndarray, wb: np.ndarray, ws: np.ndarray, wl:
     ws = np.asarray(ws, dtype=np.int64)
     wl = np.asarray(wl, dtype=np.int64)
     ln = lengths[wb]
-    return lattice_schedule(np.concatenate([lengths, lengths]), np.concatenate([wb, wb + len(lengths)]),
-                            np.concatenate([ws, ln - 1 - wl]), np.concatenate([wl, ln - 1 - ws]))
+    return lattice_schedule(
+        np.concatenate([lengths, lengths]),
+        np.concatenate([wb, wb + len(lengths)]),
+        np.concatenate([ws, ln - 1 - wl]),
+        np.concatenate([wl, ln - 1 - ws]),
+    )
 
 
 def _lattice_core(xs: Any, xw: Any, plan: dict, p: dict[str, Any]) -> Any:
@@ -255,7 +275,9 @@ def lattice_torch(x: Any, lengths: Any, xw: Any, plan: dict, p: dict[str, Any], 
     return hs
 
 
-def lattice_bi_torch(x: Any, lengths: Any, xw: Any, plan: dict, pf: dict[str, Any], pb: dict[str, Any]) -> Any:
+def lattice_bi_torch(
+    x: Any, lengths: Any, xw: Any, plan: dict, pf: dict[str, Any], pb: dict[str, Any]
+) -> Any:
     """Both directions in one loop on stacked tensors: [B, m, 2H] = [forward ; backward] (plan: lattice_bi_schedule)."""
     import torch
 

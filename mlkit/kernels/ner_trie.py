@@ -141,8 +141,21 @@ def match_many_numba(codes, offsets, ptr, chars, nodes, word_id, depth, min_len)
     empty = np.zeros(0, dtype=np.int64)
     counts = np.zeros(n_sent + 1, dtype=np.int64)
     for s in range(n_sent):
-        counts[s + 1] = _walk(codes, offsets[s], offsets[s + 1], ptr, chars, nodes, word_id, depth, min_len,
-                              empty, empty, empty, 0)
+        counts[s + 1] = _walk(
+            codes,
+            offsets[s],
+            offsets[s + 1],
+            ptr,
+            chars,
+            nodes,
+            word_id,
+            depth,
+            min_len,
+            empty,
+            empty,
+            empty,
+            0,
+        )
     for s in range(n_sent):
         counts[s + 1] += counts[s]
     total = counts[n_sent]
@@ -176,18 +189,22 @@ def match_numba(text: str, trie: Trie, min_len: int = 2) -> tuple[np.ndarray, np
     """Match one sentence with the Numba trie walk; returns (start, last, word_id)."""
     codes = encode(text)
     offsets = np.array([0, len(codes)], dtype=np.int64)
-    _, s, l, w = match_many_numba(codes, offsets, trie.ptr, trie.chars, trie.nodes, trie.word_id, trie.depth,
-                                  min_len)
-    return s, l, w
+    _, s, last, w = match_many_numba(
+        codes, offsets, trie.ptr, trie.chars, trie.nodes, trie.word_id, trie.depth, min_len
+    )
+    return s, last, w
 
 
-def match_many(texts: Sequence[str], trie: Trie, min_len: int = 2) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def match_many(
+    texts: Sequence[str], trie: Trie, min_len: int = 2
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Match many sentences in one kernel call; one (start, last, word_id) triple per sentence."""
     lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     offsets = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
     codes = encode("".join(texts))
-    sent, s, l, w = match_many_numba(codes, offsets, trie.ptr, trie.chars, trie.nodes, trie.word_id, trie.depth,
-                                     min_len)
+    sent, s, last, w = match_many_numba(
+        codes, offsets, trie.ptr, trie.chars, trie.nodes, trie.word_id, trie.depth, min_len
+    )
     bounds = np.searchsorted(sent, np.arange(len(texts) + 1))
-    return [(s[a:b], l[a:b], w[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(s[a:b], last[a:b], w[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]

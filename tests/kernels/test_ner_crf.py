@@ -39,7 +39,9 @@ def test_crf_and_viterbi_equal_enumeration(seed, b, m, t):
         n = int(lengths[i])
         assert abs(logz[i] - crf_log_partition_reference(emis[i, :n], trans)) < 1e-9
         best, best_score = viterbi_reference(emis[i, :n], trans)
-        gold = crf_gold_score_torch(e_t[i : i + 1], torch.tensor([paths_t[i] + [0] * (m - n)]), l_t[i : i + 1], tr_t)
+        gold = crf_gold_score_torch(
+            e_t[i : i + 1], torch.tensor([paths_t[i] + [0] * (m - n)]), l_t[i : i + 1], tr_t
+        )
         assert abs(float(gold) - best_score) < 1e-9  # torch path is optimal (ties may pick another argmax)
         assert paths_n[i, :n].tolist() == paths_t[i]
         assert (paths_n[i, n:] == -1).all()
@@ -47,7 +49,11 @@ def test_crf_and_viterbi_equal_enumeration(seed, b, m, t):
 
 def test_viterbi_dispatch_float32_matches_reference():
     emis, trans, lengths = _case(3, 2, 5, 4)
-    got = viterbi(torch.tensor(emis, dtype=torch.float32), torch.tensor(lengths), torch.tensor(trans, dtype=torch.float32))
+    got = viterbi(
+        torch.tensor(emis, dtype=torch.float32),
+        torch.tensor(lengths),
+        torch.tensor(trans, dtype=torch.float32),
+    )
     for i in range(2):
         assert got[i] == viterbi_reference(emis[i, : lengths[i]], trans)[0]
 

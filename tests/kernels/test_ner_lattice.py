@@ -21,8 +21,17 @@ DC, DW = 5, 4
 
 
 def _params(rng, hid, dtype=np.float64):
-    shapes = {"Wx": (DC, 3 * hid), "Wh": (hid, 3 * hid), "b": (3 * hid,), "Ux": (DC, hid), "Uc": (hid, hid),
-              "u": (hid,), "Vx": (DW, 3 * hid), "Vh": (hid, 3 * hid), "v": (3 * hid,)}
+    shapes = {
+        "Wx": (DC, 3 * hid),
+        "Wh": (hid, 3 * hid),
+        "b": (3 * hid,),
+        "Ux": (DC, hid),
+        "Uc": (hid, hid),
+        "u": (hid,),
+        "Vx": (DW, 3 * hid),
+        "Vh": (hid, 3 * hid),
+        "v": (3 * hid,),
+    }
     return {k: (rng.normal(size=s) * 0.7).astype(dtype) for k, s in shapes.items()}
 
 
@@ -49,8 +58,13 @@ def _run_batched(xs, lengths, wb, ws, wl, xw, p, reverse, dtype=torch.float64):
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 100_000), lengths=st.lists(st.integers(1, 9), min_size=1, max_size=4),
-       density=st.sampled_from([0.0, 0.5, 1.5]), reverse=st.booleans(), hid=st.integers(1, 6))
+@given(
+    seed=st.integers(0, 100_000),
+    lengths=st.lists(st.integers(1, 9), min_size=1, max_size=4),
+    density=st.sampled_from([0.0, 0.5, 1.5]),
+    reverse=st.booleans(),
+    hid=st.integers(1, 6),
+)
 def test_batched_equals_per_sentence(seed, lengths, density, reverse, hid):
     rng = np.random.default_rng(seed)
     p = _params(rng, hid)
@@ -60,14 +74,19 @@ def test_batched_equals_per_sentence(seed, lengths, density, reverse, hid):
     for b, n in enumerate(lengths):
         sel = wb == b
         want = lattice_reference(xs[b], ws[sel], wl[sel], xw[sel], p, reverse)
-        one = lattice_sentence_torch(torch.tensor(xs[b]), ws[sel], wl[sel], torch.tensor(xw[sel]), pt, reverse)
+        one = lattice_sentence_torch(
+            torch.tensor(xs[b]), ws[sel], wl[sel], torch.tensor(xw[sel]), pt, reverse
+        )
         assert np.abs(got[b, :n] - want).max() < 1e-5
         assert np.abs(one.numpy() - want).max() < 1e-5
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 100_000), lengths=st.lists(st.integers(1, 9), min_size=1, max_size=4),
-       density=st.sampled_from([0.0, 0.7, 1.5]))
+@given(
+    seed=st.integers(0, 100_000),
+    lengths=st.lists(st.integers(1, 9), min_size=1, max_size=4),
+    density=st.sampled_from([0.0, 0.7, 1.5]),
+)
 def test_bidirectional_stacked_equals_references(seed, lengths, density):
     rng = np.random.default_rng(seed)
     pf, pb = _params(rng, 3), _params(rng, 3)
@@ -82,8 +101,13 @@ def test_bidirectional_stacked_equals_references(seed, lengths, density):
     got = lattice_bi_torch(x, torch.tensor(lengths), torch.tensor(xw), plan, tf, tb).numpy()
     for b, n in enumerate(lengths):
         sel = wb == b
-        want = np.concatenate([lattice_reference(xs[b], ws[sel], wl[sel], xw[sel], pf, False),
-                               lattice_reference(xs[b], ws[sel], wl[sel], xw[sel], pb, True)], 1)
+        want = np.concatenate(
+            [
+                lattice_reference(xs[b], ws[sel], wl[sel], xw[sel], pf, False),
+                lattice_reference(xs[b], ws[sel], wl[sel], xw[sel], pb, True),
+            ],
+            1,
+        )
         assert np.abs(got[b, :n] - want).max() < 1e-5
 
 
@@ -107,8 +131,9 @@ def test_batched_float32_and_gradients_match_per_sentence():
         total_b = total_b + ((hb.sum(2) * mask) ** 2).sum()
         for b, n in enumerate(lengths):
             sel = wb == b
-            hs = lattice_sentence_torch(x[b, :n], ws[sel], wl[sel], torch.tensor(xw[sel], dtype=torch.float32), ps,
-                                        reverse)
+            hs = lattice_sentence_torch(
+                x[b, :n], ws[sel], wl[sel], torch.tensor(xw[sel], dtype=torch.float32), ps, reverse
+            )
             assert (hs - hb[b, :n]).abs().max().item() < 1e-5
             (hs.sum(1) ** 2).sum().backward()
     total_b.backward()

@@ -28,6 +28,6 @@ def test_trie_matches_naive_scan(words, texts, min_len):
 
 def test_single_chars_skipped_and_order():
     words = ["中国", "中国人", "国人", "人", "人民"]
-    s, l, w = match_numba("中国人民", build_trie(words))
+    s, last, w = match_numba("中国人民", build_trie(words))
     # sorted by last then start; "人" (length 1) never matches
-    assert list(zip(s.tolist(), l.tolist(), w.tolist())) == [(0, 1, 0), (0, 2, 1), (1, 2, 2), (2, 3, 4)]
+    assert list(zip(s.tolist(), last.tolist(), w.tolist())) == [(0, 1, 0), (0, 2, 1), (1, 2, 2), (2, 3, 4)]

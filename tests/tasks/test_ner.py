@@ -17,21 +17,42 @@ from mlkit.tasks.ner.run import build_model, tag_sentences
 from mlkit.tasks.ner.synth import write_corpus
 from mlkit.tasks.ner.vocab import ARCHS, build_vocab, collate
 
-MCFG = {"char_dim": 8, "bichar_dim": 6, "word_dim": 5, "seg_dim": 3, "hidden": 8, "dropout": 0.0,
-        "lattice_dropout": 0.0}
+MCFG = {
+    "char_dim": 8,
+    "bichar_dim": 6,
+    "word_dim": 5,
+    "seg_dim": 3,
+    "hidden": 8,
+    "dropout": 0.0,
+    "lattice_dropout": 0.0,
+}
 TINY_SET = [f"--set={k}={v}" for k, v in TINY.items() if k != "epochs"]
 
 
 def _write(path: Path, rows: list[tuple[str, list[str]]]) -> None:
-    path.write_text("".join("".join(f"{c} {t}\n" for c, t in zip(s, tags)) + "\n" for s, tags in rows),
-                    encoding="utf-8")
+    path.write_text(
+        "".join("".join(f"{c} {t}\n" for c, t in zip(s, tags)) + "\n" for s, tags in rows), encoding="utf-8"
+    )
 
 
 # --- data ---
 def test_bio_and_bioes_become_bmes():
     assert to_bmes(["B-PER", "I-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-ORG"], "bio") == [
-        "B-PER", "M-PER", "E-PER", "O", "S-LOC", "S-LOC", "S-ORG"]
-    assert to_bmes(["B-A.B", "I-A.B", "E-A.B", "S-X", "O"], "bioes") == ["B-A.B", "M-A.B", "E-A.B", "S-X", "O"]
+        "B-PER",
+        "M-PER",
+        "E-PER",
+        "O",
+        "S-LOC",
+        "S-LOC",
+        "S-ORG",
+    ]
+    assert to_bmes(["B-A.B", "I-A.B", "E-A.B", "S-X", "O"], "bioes") == [
+        "B-A.B",
+        "M-A.B",
+        "E-A.B",
+        "S-X",
+        "O",
+    ]
 
 
 def test_reader_layouts_and_dev_carving(tmp_path):
@@ -81,8 +102,11 @@ def test_synth_corpus_holds_out_test_entities(tmp_path):
 # --- models ---
 def _tiny_vocab(arch):
     sents = [list("中国人民银行在北京"), list("我爱北京"), list("人民")]
-    tags = [["B-ORG", "M-ORG", "M-ORG", "M-ORG", "M-ORG", "E-ORG", "O", "B-LOC", "E-LOC"], ["O", "O", "B-LOC", "E-LOC"],
-            ["O", "O"]]
+    tags = [
+        ["B-ORG", "M-ORG", "M-ORG", "M-ORG", "M-ORG", "E-ORG", "O", "B-LOC", "E-LOC"],
+        ["O", "O", "B-LOC", "E-LOC"],
+        ["O", "O"],
+    ]
     lexicon = ["中国", "人民", "银行", "人民银行", "北京", "中国人"]
     return sents, tags, build_vocab(arch, sents, tags, lexicon, None, None, None, True)
 
@@ -136,7 +160,10 @@ def test_cli_train_eval_predict_pipeline(runs_dir, tmp_path, capsys):
     assert main(["ner", "train", "--project", str(runs_dir), "--epochs", "1", *TINY_SET, "--quiet"]) == 0
     best = runs_dir / "ner" / "train" / "weights" / "best.pt"
     ck = checkpoint.load(best, "ner")
-    assert set(ck["extra"]) >= {"chars", "words", "labels", "lexicon"} and len(ck["extra"]["lexicon"]["sha256"]) == 64
+    assert (
+        set(ck["extra"]) >= {"chars", "words", "labels", "lexicon"}
+        and len(ck["extra"]["lexicon"]["sha256"]) == 64
+    )
     capsys.readouterr()
     assert main(["ner", "eval", "--model", str(best), "--json", "--quiet"]) == 0
     metrics = json.loads(capsys.readouterr().out)["metrics"]
@@ -153,7 +180,10 @@ def test_cli_train_eval_predict_pipeline(runs_dir, tmp_path, capsys):
         for e in o["entities"]:
             assert o["text"][e["start"] : e["end"]] == e["text"] and e["text"].strip() == e["text"]
             assert e["type"] in ("PER", "LOC", "ORG")
-    assert main(["ner", "predict", "--model", str(best), "--input", str(inp), "--format", "conll", "--quiet"]) == 0
+    assert (
+        main(["ner", "predict", "--model", str(best), "--input", str(inp), "--format", "conll", "--quiet"])
+        == 0
+    )
     blocks = capsys.readouterr().out.split("\n\n")
     assert len(blocks[0].splitlines()) == 11 and blocks[0].splitlines()[0].startswith("王 ")
     bad = tmp_path / "bad.txt"
@@ -167,11 +197,30 @@ def test_cli_train_eval_predict_pipeline(runs_dir, tmp_path, capsys):
 def test_cli_user_corpus_bio_without_dev_char_arch(runs_dir, tmp_path, capsys):
     data = tmp_path / "corpus"
     data.mkdir()
-    rows = [(list("张三去北京"), ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]), (list("李四在上海"), ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"])]
+    rows = [
+        (list("张三去北京"), ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]),
+        (list("李四在上海"), ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]),
+    ]
     _write(data / "train.bio", rows * 10)
     _write(data / "test.bio", rows)
-    code = main(["ner", "train", "--data", str(data), "--arch", "char", "--project", str(runs_dir), "--epochs", "2",
-                 "--set", "model.hidden=16", "--quiet", "--json"])
+    code = main(
+        [
+            "ner",
+            "train",
+            "--data",
+            str(data),
+            "--arch",
+            "char",
+            "--project",
+            str(runs_dir),
+            "--epochs",
+            "2",
+            "--set",
+            "model.hidden=16",
+            "--quiet",
+            "--json",
+        ]
+    )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["metrics"]["test/f1"] >= 0.0
 
@@ -180,16 +229,38 @@ def test_checkpoint_is_self_contained(runs_dir, tmp_path, capsys):
     """Train the lattice with a user lexicon and word vectors, delete both, and predict still finds the words."""
     data = tmp_path / "corpus"
     data.mkdir()
-    rows = [(list("张三去北京"), ["B-PER", "E-PER", "O", "B-LOC", "E-LOC"]),
-            (list("李四在上海"), ["B-PER", "E-PER", "O", "B-LOC", "E-LOC"])]
+    rows = [
+        (list("张三去北京"), ["B-PER", "E-PER", "O", "B-LOC", "E-LOC"]),
+        (list("李四在上海"), ["B-PER", "E-PER", "O", "B-LOC", "E-LOC"]),
+    ]
     _write(data / "train.char.bmes", rows * 8)
     _write(data / "dev.char.bmes", rows)
     _write(data / "test.char.bmes", rows)
     lex, vec = tmp_path / "lex.txt", tmp_path / "w.vec"
     lex.write_text("张三 5 nr\n北京\n上海\n李四\n广州\n1号\n", encoding="utf-8")
     vec.write_text("2 3\n北京 1 0 0\n广州 0.9 0.1 0\n", encoding="utf-8")
-    assert main(["ner", "train", "--data", str(data), "--lexicon", str(lex), "--word-vectors", str(vec), "--project",
-                 str(runs_dir), "--epochs", "2", "--set", "model.hidden=16", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "ner",
+                "train",
+                "--data",
+                str(data),
+                "--lexicon",
+                str(lex),
+                "--word-vectors",
+                str(vec),
+                "--project",
+                str(runs_dir),
+                "--epochs",
+                "2",
+                "--set",
+                "model.hidden=16",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     best = runs_dir / "ner" / "train" / "weights" / "best.pt"
     extra = checkpoint.load(best, "ner")["extra"]
     assert extra["lexicon"]["source"] == str(lex)
@@ -223,8 +294,23 @@ def test_vector_files(tmp_path):
 
 def test_cli_errors_exit_3(runs_dir, tmp_path):
     assert main(["ner", "train", "--data", str(tmp_path), "--project", str(runs_dir), "--quiet"]) == 3
-    assert main(["ner", "train", "--lexicon", str(tmp_path / "missing.txt"), "--project", str(runs_dir), "--epochs",
-                 "1", *TINY_SET, "--quiet"]) == 3
+    assert (
+        main(
+            [
+                "ner",
+                "train",
+                "--lexicon",
+                str(tmp_path / "missing.txt"),
+                "--project",
+                str(runs_dir),
+                "--epochs",
+                "1",
+                *TINY_SET,
+                "--quiet",
+            ]
+        )
+        == 3
+    )
 
 
 # --- acceptance (slow) ---
@@ -250,6 +336,18 @@ def test_resume_lattice_with_jieba_lexicon(runs_dir, shared_data):
     resume = shared_data / "chinese_ner" / "resume"
     if not (resume / "train.char.bmes").exists():
         pytest.skip("Resume data absent")
-    m = _train(runs_dir, "resume", "--data", str(resume), "--arch", "lattice", "--epochs", "40", "--set", "patience=8",
-               "--set", "threads=1")
+    m = _train(
+        runs_dir,
+        "resume",
+        "--data",
+        str(resume),
+        "--arch",
+        "lattice",
+        "--epochs",
+        "40",
+        "--set",
+        "patience=8",
+        "--set",
+        "threads=1",
+    )
     assert m["test/f1"] >= 0.93

@@ -16,18 +16,50 @@ SPEC = TaskSpec(
     ),
     inputs="one raw sentence per line (UTF-8 text; whitespace is kept for offsets but never tagged)",
     flags=(
-        Flag("--lexicon", "lexicon.path", str, "Lexicon file: one word per line, or jieba dict format "
-             "('word freq pos'); default: jieba's dict.txt.", modes=("train",)),
-        Flag("--char-vectors", "vectors.char", str, "Pretrained char vectors (word2vec text file), "
-             "or 'lac' for the LAC char vectors shipped inside jieba.", modes=("train",)),
-        Flag("--bichar-vectors", "vectors.bichar", str, "Pretrained bichar vectors (word2vec text file).",
-             modes=("train",)),
-        Flag("--word-vectors", "vectors.word", str, "Pretrained lexicon word vectors (word2vec text file).",
-             modes=("train",)),
-        Flag("--scheme", "scheme", str, "Tag scheme of the data files: auto, bmes, bio or bioes.",
-             modes=("train", "eval")),
-        Flag("--format", "predict.format", str, "Predict output: json (JSON lines) or conll ('char tag' lines).",
-             modes=("predict",)),
+        Flag(
+            "--lexicon",
+            "lexicon.path",
+            str,
+            "Lexicon file: one word per line, or jieba dict format "
+            "('word freq pos'); default: jieba's dict.txt.",
+            modes=("train",),
+        ),
+        Flag(
+            "--char-vectors",
+            "vectors.char",
+            str,
+            "Pretrained char vectors (word2vec text file), "
+            "or 'lac' for the LAC char vectors shipped inside jieba.",
+            modes=("train",),
+        ),
+        Flag(
+            "--bichar-vectors",
+            "vectors.bichar",
+            str,
+            "Pretrained bichar vectors (word2vec text file).",
+            modes=("train",),
+        ),
+        Flag(
+            "--word-vectors",
+            "vectors.word",
+            str,
+            "Pretrained lexicon word vectors (word2vec text file).",
+            modes=("train",),
+        ),
+        Flag(
+            "--scheme",
+            "scheme",
+            str,
+            "Tag scheme of the data files: auto, bmes, bio or bioes.",
+            modes=("train", "eval"),
+        ),
+        Flag(
+            "--format",
+            "predict.format",
+            str,
+            "Predict output: json (JSON lines) or conll ('char tag' lines).",
+            modes=("predict",),
+        ),
     ),
     verbs={"synth": "mlkit.tasks.ner.cli:synth"},
 )

@@ -35,7 +35,9 @@ def read_tagged(path: Path) -> list[Sentence]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(f"not valid UTF-8 at byte {exc.start}", str(path), "Convert the file to UTF-8.") from None
+        raise DataError(
+            f"not valid UTF-8 at byte {exc.start}", str(path), "Convert the file to UTF-8."
+        ) from None
     for no, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:
@@ -70,7 +72,9 @@ def to_bmes(tags: Sequence[str], scheme: str) -> list[str]:
         return list(tags)
     split = [(t.split("-", 1)[0].upper(), t.split("-", 1)[1]) if "-" in t else ("O", "") for t in tags]
     if scheme == "bioes":
-        return [f"M-{typ}" if p == "I" else (tags[i] if p != "O" else "O") for i, (p, typ) in enumerate(split)]
+        return [
+            f"M-{typ}" if p == "I" else (tags[i] if p != "O" else "O") for i, (p, typ) in enumerate(split)
+        ]
     out = []
     for i, (p, typ) in enumerate(split):
         if p == "O":
@@ -96,8 +100,14 @@ def find_splits(root: Path) -> dict[str, Path]:
         raise DataError("data path is not a folder", str(root), LAYOUT_HINT)
     found: dict[str, Path] = {}
     for split in ("train", "dev", "test"):
-        patterns = [f"{split}.char.bmes", f"{split}.*.bmes", f"{split}*.bmes", f"{split}*.bioes", f"{split}*.bio",
-                    f"{split}*.txt"]
+        patterns = [
+            f"{split}.char.bmes",
+            f"{split}.*.bmes",
+            f"{split}*.bmes",
+            f"{split}*.bioes",
+            f"{split}*.bio",
+            f"{split}*.txt",
+        ]
         for pat in patterns:
             hits = sorted(root.glob(pat))
             if hits:
@@ -108,7 +118,9 @@ def find_splits(root: Path) -> dict[str, Path]:
     return found
 
 
-def load_corpus(root: Path, scheme: str, dev_fraction: float, seed: int, warn=None) -> dict[str, list[Sentence]]:
+def load_corpus(
+    root: Path, scheme: str, dev_fraction: float, seed: int, warn=None
+) -> dict[str, list[Sentence]]:
     """Read the splits, convert tags to BMES, carve dev from train when it is missing."""
     files = find_splits(Path(root))
     raw = {k: read_tagged(p) for k, p in files.items()}
@@ -172,7 +184,9 @@ def jieba_dict_path() -> Path:
     try:
         return Path(str(resources.files("jieba").joinpath("dict.txt")))
     except ModuleNotFoundError:
-        raise DataError("jieba is not installed", None, "pip install jieba (its dict.txt is the default lexicon)") from None
+        raise DataError(
+            "jieba is not installed", None, "pip install jieba (its dict.txt is the default lexicon)"
+        ) from None
 
 
 def read_lexicon(path: Path, min_len: int, max_len: int, number_normalized: bool) -> list[str]:
@@ -223,7 +237,9 @@ def read_vectors(path: str, number_normalized: bool = True) -> dict[str, np.ndar
             try:
                 vec = np.asarray([float(x) for x in fields[1:]], dtype=np.float32)
             except ValueError:
-                raise DataError(f"bad vector on line {no}", str(p), "Use word2vec text: 'word v1 v2 ...'.") from None
+                raise DataError(
+                    f"bad vector on line {no}", str(p), "Use word2vec text: 'word v1 v2 ...'."
+                ) from None
             if dim is None:
                 dim = vec.shape[0]
             if vec.shape[0] != dim:
@@ -242,7 +258,9 @@ def lac_char_vectors() -> dict[str, np.ndarray]:
         raw = base.joinpath("model_baseline", "word_emb").read_bytes()
         vocab = base.joinpath("word.dic").read_text(encoding="utf-8")
     except (FileNotFoundError, ModuleNotFoundError):
-        raise DataError("jieba's LAC vectors are missing", str(base), "Install jieba 0.42.1 (it ships lac_small).") from None
+        raise DataError(
+            "jieba's LAC vectors are missing", str(base), "Install jieba 0.42.1 (it ships lac_small)."
+        ) from None
     mat = np.frombuffer(raw[29:], "<f4").reshape(-1, 128)
     out = {}
     for line in vocab.splitlines():
@@ -252,8 +270,13 @@ def lac_char_vectors() -> dict[str, np.ndarray]:
     return out
 
 
-def embedding_matrix(vocab: Sequence[str], dim: int, vectors: dict[str, np.ndarray] | None, unit: bool,
-                     rng: np.random.Generator) -> tuple[np.ndarray, int]:
+def embedding_matrix(
+    vocab: Sequence[str],
+    dim: int,
+    vectors: dict[str, np.ndarray] | None,
+    unit: bool,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, int]:
     """Rows for `vocab` (0 = PAD): pretrained where known (unit-normalised if asked), else U(±sqrt(3/dim))."""
     if vectors:
         dim = len(next(iter(vectors.values())))

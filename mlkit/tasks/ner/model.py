@@ -41,8 +41,13 @@ class LatticeDirection(nn.Module):
 class NERModel(nn.Module):
     """Embeddings -> encoder (lattice | BiLSTM) -> linear emissions -> linear-chain CRF."""
 
-    def __init__(self, arch: str, sizes: dict[str, int], mcfg: dict[str, Any],
-                 init: dict[str, np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        arch: str,
+        sizes: dict[str, int],
+        mcfg: dict[str, Any],
+        init: dict[str, np.ndarray] | None = None,
+    ) -> None:
         super().__init__()
         self.arch = arch
         self.per_sentence = False  # original-style lattice loop (benchmarks / reference)
@@ -57,8 +62,9 @@ class NERModel(nn.Module):
             dim += mcfg["seg_dim"]
         if arch in ("lattice", "softlexicon"):
             self.word_emb = self._emb("word", sizes["words"], mcfg["word_dim"], init)
-            self.register_buffer("word_freq", torch.tensor(init.get("word_freq", np.ones(sizes["words"])),
-                                                            dtype=torch.float32))
+            self.register_buffer(
+                "word_freq", torch.tensor(init.get("word_freq", np.ones(sizes["words"])), dtype=torch.float32)
+            )
         hid = mcfg["hidden"] // 2
         self.drop = nn.Dropout(mcfg["dropout"])
         self.word_drop = nn.Dropout(mcfg["lattice_dropout"])
@@ -105,11 +111,15 @@ class NERModel(nn.Module):
         span = wl - ws + 1
         rep = np.repeat(np.arange(len(ws)), span)
         pos = ws[rep] + (np.arange(len(rep)) - np.repeat(np.cumsum(span) - span, span))
-        kind = np.where(pos == ws[rep], 0, np.where(pos == wl[rep], 2, 1))  # B, M, E (S: length-1 words unused)
+        kind = np.where(
+            pos == ws[rep], 0, np.where(pos == wl[rep], 2, 1)
+        )  # B, M, E (S: length-1 words unused)
         slot = torch.from_numpy((wb[rep] * m + pos) * 4 + kind).to(dev)
         wid = batch["wid"][torch.from_numpy(rep).to(dev)]
         z = self.word_freq[wid]
-        sums = torch.zeros(n * m * 4, dw, device=dev).index_add(0, slot, z[:, None] * self.word_drop(self.word_emb(wid)))
+        sums = torch.zeros(n * m * 4, dw, device=dev).index_add(
+            0, slot, z[:, None] * self.word_drop(self.word_emb(wid))
+        )
         zs = torch.zeros(n * m * 4, device=dev).index_add(0, slot, z)
         empty = zs == 0
         none = self.word_drop(self.word_emb.weight[2]).unsqueeze(0)
@@ -130,7 +140,9 @@ class NERModel(nn.Module):
             else:
                 h = lattice(x, lengths, xw, batch["plan"], self.fwd.params(), self.bwd.params())
         else:
-            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            packed = nn.utils.rnn.pack_padded_sequence(
+                x, lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
             h, _ = self.lstm(packed)
             h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])
         return self.out(self.drop(h))
@@ -142,8 +154,13 @@ class NERModel(nn.Module):
         for i, n in enumerate(batch["lengths"].tolist()):
             sel = np.nonzero(wb == i)[0]
             xi, xwi = x[i, :n], xw[torch.from_numpy(sel).to(x.device)]
-            h = torch.cat([lattice_sentence_torch(xi, ws[sel], wl[sel], xwi, pf, False),
-                           lattice_sentence_torch(xi, ws[sel], wl[sel], xwi, pb, True)], -1)
+            h = torch.cat(
+                [
+                    lattice_sentence_torch(xi, ws[sel], wl[sel], xwi, pf, False),
+                    lattice_sentence_torch(xi, ws[sel], wl[sel], xwi, pb, True),
+                ],
+                -1,
+            )
             rows.append(nn.functional.pad(h, (0, 0, 0, x.shape[1] - n)))
         return torch.stack(rows)
 

@@ -8,7 +8,6 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,8 +16,16 @@ from mlkit.core.errors import DataError, UsageError
 from mlkit.core.metrics import span_prf, spans_from_tags
 from mlkit.core.runtime import Ctx
 from mlkit.core.trainer import EpochLoop
-from mlkit.tasks.ner.data import (chunk_bounds, embedding_matrix, jieba_dict_path, lexicon_hash, load_corpus,
-                                  raw_tokens, read_lexicon, read_vectors)
+from mlkit.tasks.ner.data import (
+    chunk_bounds,
+    embedding_matrix,
+    jieba_dict_path,
+    lexicon_hash,
+    load_corpus,
+    raw_tokens,
+    read_lexicon,
+    read_vectors,
+)
 from mlkit.tasks.ner.model import NERModel
 from mlkit.tasks.ner.synth import write_corpus
 from mlkit.tasks.ner.vocab import ARCHS, WORD_ARCHS, Vocab, build_vocab, collate
@@ -33,11 +40,22 @@ def data_root(cfg: dict, ctx: Ctx) -> Path:
         return Path(cfg["data"])
     s = cfg["synth"]
     key = "-".join(str(s[k]) for k in ("chars", "lexicon_size", "train", "dev", "test", "seed"))
-    base = ctx.run_dir / "data" if ctx.run_dir is not None else Path(tempfile.gettempdir()) / f"mlkit-ner-synth-{key}"
+    base = (
+        ctx.run_dir / "data"
+        if ctx.run_dir is not None
+        else Path(tempfile.gettempdir()) / f"mlkit-ner-synth-{key}"
+    )
     if not (base / "train.char.bmes").exists():
         tmp = base.with_name(f"{base.name}.tmp{os.getpid()}")
-        write_corpus(tmp, chars=s["chars"], lexicon_size=s["lexicon_size"], train=s["train"], dev=s["dev"],
-                     test=s["test"], seed=s["seed"])
+        write_corpus(
+            tmp,
+            chars=s["chars"],
+            lexicon_size=s["lexicon_size"],
+            train=s["train"],
+            dev=s["dev"],
+            test=s["test"],
+            seed=s["seed"],
+        )
         try:
             os.replace(tmp, base)  # atomic: a concurrent reader never sees a half-written corpus
         except OSError:
@@ -60,8 +78,12 @@ def check_cfg(cfg: dict) -> None:
 
 
 def build_model(arch: str, vocab: Vocab, mcfg: dict, init: dict[str, np.ndarray] | None = None) -> NERModel:
-    sizes = {"chars": len(vocab.chars), "bichars": len(vocab.bichars), "words": len(vocab.words),
-             "labels": len(vocab.labels)}
+    sizes = {
+        "chars": len(vocab.chars),
+        "bichars": len(vocab.bichars),
+        "words": len(vocab.words),
+        "labels": len(vocab.labels),
+    }
     return NERModel(arch, sizes, mcfg, init)
 
 
@@ -77,8 +99,14 @@ def model_from_ckpt(ckpt: dict, device: str) -> tuple[NERModel, Vocab]:
 
 
 # --- decoding with chunking ---
-def tag_sentences(model: NERModel, vocab: Vocab, sentences: Sequence[Sequence[str]], max_len: int,
-                  batch_size: int, device: str) -> list[list[str]]:
+def tag_sentences(
+    model: NERModel,
+    vocab: Vocab,
+    sentences: Sequence[Sequence[str]],
+    max_len: int,
+    batch_size: int,
+    device: str,
+) -> list[list[str]]:
     """BMES tags for whole sentences: long ones are chunked at 。！？； and the pieces rejoined."""
     pieces: list[tuple[int, int, int]] = []
     for k, s in enumerate(sentences):
@@ -96,10 +124,18 @@ def tag_sentences(model: NERModel, vocab: Vocab, sentences: Sequence[Sequence[st
     return out
 
 
-def score(model: NERModel, vocab: Vocab, data: Sequence[tuple[list[str], list[str]]], cfg: dict, device: str,
-          prefix: str) -> dict[str, float]:
+def score(
+    model: NERModel,
+    vocab: Vocab,
+    data: Sequence[tuple[list[str], list[str]]],
+    cfg: dict,
+    device: str,
+    prefix: str,
+) -> dict[str, float]:
     """Entity P/R/F1 (micro and per type) and token accuracy on tagged sentences."""
-    pred = tag_sentences(model, vocab, [c for c, _ in data], cfg["max_len"], cfg["predict"]["batch_size"], device)
+    pred = tag_sentences(
+        model, vocab, [c for c, _ in data], cfg["max_len"], cfg["predict"]["batch_size"], device
+    )
     gold = [t for _, t in data]
     m = span_prf(gold, pred, "bmes")
     n_tok = sum(len(g) for g in gold)
@@ -117,7 +153,9 @@ def _batches(lengths: np.ndarray, batch_size: int, gen: torch.Generator) -> list
     return [batches[i] for i in perm]
 
 
-def _chunk_train(data: Sequence[tuple[list[str], list[str]]], max_len: int) -> list[tuple[list[str], list[str]]]:
+def _chunk_train(
+    data: Sequence[tuple[list[str], list[str]]], max_len: int
+) -> list[tuple[list[str], list[str]]]:
     return [(c[a:b], t[a:b]) for c, t in data for a, b in chunk_bounds(c, max_len) if b > a]
 
 
@@ -134,8 +172,9 @@ def _optimizer(cfg: dict, model: NERModel) -> tuple[torch.optim.Optimizer, float
         lr = cfg["lr"]
         return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg["weight_decay"]), lr
     lr = cfg["lr"] * cfg["batch_size"] ** LR_POWER[cfg["lr_scaling"]]
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg["momentum"],
-                           weight_decay=cfg["weight_decay"]), lr
+    return torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"]
+    ), lr
 
 
 def prepare(cfg: dict, ctx: Ctx) -> tuple[dict, Vocab, dict[str, np.ndarray], str]:
@@ -147,7 +186,9 @@ def prepare(cfg: dict, ctx: Ctx) -> tuple[dict, Vocab, dict[str, np.ndarray], st
     lexicon, lex_src = _lexicon(cfg, root) if arch in WORD_ARCHS else ([], "")
     vc = cfg["vectors"]
     norm = cfg["number_normalized"]
-    word_src = vc["word"] if vc["word"] is not None else (str(root / "words.vec") if cfg["data"] is None else None)
+    word_src = (
+        vc["word"] if vc["word"] is not None else (str(root / "words.vec") if cfg["data"] is None else None)
+    )
     cv = read_vectors(vc["char"], norm) if vc["char"] else None
     bv = read_vectors(vc["bichar"], norm) if vc["bichar"] and arch != "char" and arch != "lattice" else None
     wv = read_vectors(word_src, norm) if word_src and arch in WORD_ARCHS else None
@@ -162,10 +203,14 @@ def prepare(cfg: dict, ctx: Ctx) -> tuple[dict, Vocab, dict[str, np.ndarray], st
     if arch in WORD_ARCHS:
         init["word"], hits_w = embedding_matrix(vocab.words, mc["word_dim"], wv, False, rng)
         init["word_freq"] = np.asarray(vocab.word_freq, dtype=np.float32)
-        ctx.log(f"lexicon {lex_src}: {len(lexicon)} words (sha256 {lexicon_hash(lexicon)[:12]}), "
-                f"{len(vocab.words) - 3} with embedding rows, {hits_w} pretrained")
-    ctx.log(f"data {root}: {', '.join(f'{k} {len(v)}' for k, v in corpus.items())} sentences; "
-            f"{len(vocab.chars)} chars ({hits_c} pretrained), labels {' '.join(vocab.labels)}")
+        ctx.log(
+            f"lexicon {lex_src}: {len(lexicon)} words (sha256 {lexicon_hash(lexicon)[:12]}), "
+            f"{len(vocab.words) - 3} with embedding rows, {hits_w} pretrained"
+        )
+    ctx.log(
+        f"data {root}: {', '.join(f'{k} {len(v)}' for k, v in corpus.items())} sentences; "
+        f"{len(vocab.chars)} chars ({hits_c} pretrained), labels {' '.join(vocab.labels)}"
+    )
     return corpus, vocab, init, lex_src
 
 
@@ -177,8 +222,9 @@ def train(cfg: dict, ctx: Ctx) -> dict[str, float]:
     opt, lr0 = _optimizer(cfg, model)
     extra = vocab.extra()
     extra["lexicon"]["source"] = lex_src
-    loop = EpochLoop(ctx, cfg, model, opt, monitor="val/f1", mode="max", patience=cfg["patience"] or None,
-                     extra=extra)
+    loop = EpochLoop(
+        ctx, cfg, model, opt, monitor="val/f1", mode="max", patience=cfg["patience"] or None, extra=extra
+    )
     train_data = _chunk_train(corpus["train"], cfg["max_len"])
     items = vocab.encode([c for c, _ in train_data], [t for _, t in train_data])
     lengths = np.asarray([len(it["chars"]) for it in items])
@@ -200,9 +246,16 @@ def train(cfg: dict, ctx: Ctx) -> dict[str, float]:
             n_sent += len(idx)
         secs = time.perf_counter() - t0
         val = score(model, vocab, corpus["dev"], cfg, device, "val")
-        loop.log({"train/loss": total / max(n_sent, 1), "train/chars_per_s": float(lengths.sum()) / secs,
-                  "val/f1": val["val/f1"], "val/precision": val["val/precision"], "val/recall": val["val/recall"],
-                  "val/token_accuracy": val["val/token_accuracy"]})
+        loop.log(
+            {
+                "train/loss": total / max(n_sent, 1),
+                "train/chars_per_s": float(lengths.sum()) / secs,
+                "val/f1": val["val/f1"],
+                "val/precision": val["val/precision"],
+                "val/recall": val["val/recall"],
+                "val/token_accuracy": val["val/token_accuracy"],
+            }
+        )
     model.load_state_dict(loop.best_state())
     return loop.finish(score(model, vocab, corpus["test"], cfg, device, "test"))
 
@@ -236,7 +289,9 @@ def predict(cfg: dict, ctx: Ctx, ckpt: dict, records: Iterable[str]) -> Iterator
     """One output per input line, in order: JSON spans with offsets into the original line, or CoNLL lines."""
     check_cfg(cfg)
     if not isinstance(ckpt.get("extra"), dict) or "labels" not in ckpt["extra"]:
-        raise DataError("checkpoint has no ner vocabularies", None, "Pass a best.pt/last.pt written by mlkit ner.")
+        raise DataError(
+            "checkpoint has no ner vocabularies", None, "Pass a best.pt/last.pt written by mlkit ner."
+        )
     model, vocab = model_from_ckpt(ckpt, ctx.device)
     fmt, bs = cfg["predict"]["format"], cfg["predict"]["batch_size"]
     buf: list[tuple[str, list[str], list[int]]] = []

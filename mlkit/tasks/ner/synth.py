@@ -33,7 +33,13 @@ def _write_vec(path: Path, keys: list[str], vecs: np.ndarray) -> None:
 
 
 def write_corpus(
-    out: Path, *, chars: int = 300, lexicon_size: int = 3000, train: int = 2000, dev: int = 300, test: int = 500,
+    out: Path,
+    *,
+    chars: int = 300,
+    lexicon_size: int = 3000,
+    train: int = 2000,
+    dev: int = 300,
+    test: int = 500,
     seed: int = 0,
 ) -> Path:
     """Write {train,dev,test}.char.bmes, lexicon.txt, words.vec and chars.vec into `out`; return `out`."""
@@ -68,7 +74,11 @@ def write_corpus(
             rows.append((text, tags))
         return rows
 
-    splits = {"train": sentences(train, halves[0]), "dev": sentences(dev, halves[1]), "test": sentences(test, halves[1])}
+    splits = {
+        "train": sentences(train, halves[0]),
+        "dev": sentences(dev, halves[1]),
+        "test": sentences(test, halves[1]),
+    }
     for name, rows in splits.items():
         with (out / f"{name}.char.bmes").open("w", encoding="utf-8") as f:
             for text, tags in rows:

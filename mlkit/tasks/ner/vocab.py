@@ -58,13 +58,17 @@ class Vocab:
     def norm(self, chars: Sequence[str]) -> list[str]:
         return [normalize(c) for c in chars] if self.number_normalized else list(chars)
 
-    def encode(self, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[str]] | None = None) -> list[dict]:
+    def encode(
+        self, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[str]] | None = None
+    ) -> list[dict]:
         """Index arrays for each sentence (chars already split; whitespace removed)."""
         normed = [self.norm(s) for s in sentences]
         matches = match_many(["".join(s) for s in normed], self.trie()) if self.uses_words else None
         items = []
         for k, chars in enumerate(normed):
-            item: dict[str, Any] = {"chars": np.asarray([self.char_ix.get(c, 1) for c in chars], dtype=np.int64)}
+            item: dict[str, Any] = {
+                "chars": np.asarray([self.char_ix.get(c, 1) for c in chars], dtype=np.int64)
+            }
             if self.arch in BICHAR_ARCHS:
                 bi = [a + b for a, b in zip(chars, chars[1:] + [BICHAR_END])]
                 item["bichars"] = np.asarray([self.bichar_ix.get(b, 1) for b in bi], dtype=np.int64)
@@ -74,28 +78,50 @@ class Vocab:
                 s, last, wid = matches[k]
                 item["ws"], item["wl"], item["wid"] = s, last, self._lex2emb[wid]
             if tags is not None:
-                item["tags"] = np.asarray([self.label_ix.get(t, self.label_ix["O"]) for t in tags[k]], dtype=np.int64)
+                item["tags"] = np.asarray(
+                    [self.label_ix.get(t, self.label_ix["O"]) for t in tags[k]], dtype=np.int64
+                )
             items.append(item)
         return items
 
     def extra(self) -> dict[str, Any]:
         from mlkit.tasks.ner.data import lexicon_hash
 
-        return {"chars": self.chars, "bichars": self.bichars, "words": self.words, "labels": self.labels,
-                "word_freq": self.word_freq, "number_normalized": self.number_normalized,
-                "lexicon": {"words": "\n".join(self.lexicon), "sha256": lexicon_hash(self.lexicon)}}
+        return {
+            "chars": self.chars,
+            "bichars": self.bichars,
+            "words": self.words,
+            "labels": self.labels,
+            "word_freq": self.word_freq,
+            "number_normalized": self.number_normalized,
+            "lexicon": {"words": "\n".join(self.lexicon), "sha256": lexicon_hash(self.lexicon)},
+        }
 
     @classmethod
     def from_extra(cls, arch: str, extra: dict[str, Any]) -> Vocab:
         lex = extra["lexicon"]["words"]
-        return cls(arch=arch, chars=list(extra["chars"]), bichars=list(extra["bichars"]), words=list(extra["words"]),
-                   labels=list(extra["labels"]), lexicon=lex.split("\n") if lex else [],
-                   word_freq=list(extra["word_freq"]), number_normalized=bool(extra["number_normalized"]))
+        return cls(
+            arch=arch,
+            chars=list(extra["chars"]),
+            bichars=list(extra["bichars"]),
+            words=list(extra["words"]),
+            labels=list(extra["labels"]),
+            lexicon=lex.split("\n") if lex else [],
+            word_freq=list(extra["word_freq"]),
+            number_normalized=bool(extra["number_normalized"]),
+        )
 
 
-def build_vocab(arch: str, train: Sequence[Sequence[str]], all_tags: Sequence[Sequence[str]], lexicon: list[str],
-                char_vecs: dict | None, bichar_vecs: dict | None, word_vecs: dict | None,
-                number_normalized: bool) -> Vocab:
+def build_vocab(
+    arch: str,
+    train: Sequence[Sequence[str]],
+    all_tags: Sequence[Sequence[str]],
+    lexicon: list[str],
+    char_vecs: dict | None,
+    bichar_vecs: dict | None,
+    word_vecs: dict | None,
+    number_normalized: bool,
+) -> Vocab:
     """Vocabularies from train (+ pretrained keys); labels from every split; word rows for matched/pretrained words."""
     norm = (lambda c: normalize(c)) if number_normalized else (lambda c: c)
     train_n = [[norm(c) for c in s] for s in train]
@@ -110,15 +136,19 @@ def build_vocab(arch: str, train: Sequence[Sequence[str]], all_tags: Sequence[Se
     if arch in WORD_ARCHS and lexicon:
         probe = Vocab(arch, chars, bichars, [PAD, UNK, NONE], labels, lexicon, [1.0] * 3, number_normalized)
         counts: Counter[int] = Counter()
-        for s, _, wid in match_many(["".join(s) for s in train_n], probe.trie()):
+        for _, _, wid in match_many(["".join(s) for s in train_n], probe.trie()):
             counts.update(wid.tolist())
-        keep = sorted(set(counts) | ({i for i, w in enumerate(lexicon) if w in word_vecs} if word_vecs else set()))
+        keep = sorted(
+            set(counts) | ({i for i, w in enumerate(lexicon) if w in word_vecs} if word_vecs else set())
+        )
         words += [lexicon[i] for i in keep]
         freq += [float(counts.get(i, 0) + 1) for i in keep]
     return Vocab(arch, chars, bichars, words, labels, lexicon, freq, number_normalized)
 
 
-def collate(items: Sequence[dict], arch: str, device: str = "cpu", per_sentence: bool = False) -> dict[str, Any]:
+def collate(
+    items: Sequence[dict], arch: str, device: str = "cpu", per_sentence: bool = False
+) -> dict[str, Any]:
     """Pad a list of encoded sentences into tensors (+ lattice index plans for both directions)."""
     import torch
 
@@ -132,7 +162,12 @@ def collate(items: Sequence[dict], arch: str, device: str = "cpu", per_sentence:
             arr[i, : len(it[key])] = it[key]
         return torch.from_numpy(arr).to(device)
 
-    batch: dict[str, Any] = {"lengths": torch.from_numpy(lengths).to(device), "chars": pad("chars"), "n": n, "m": m}
+    batch: dict[str, Any] = {
+        "lengths": torch.from_numpy(lengths).to(device),
+        "chars": pad("chars"),
+        "n": n,
+        "m": m,
+    }
     for key in ("bichars", "segs", "tags"):
         if key in items[0]:
             batch[key] = pad(key)
