@@ -351,3 +351,26 @@ def test_resume_lattice_with_jieba_lexicon(runs_dir, shared_data):
         "threads=1",
     )
     assert m["test/f1"] >= 0.93
+
+
+def test_soft_lexicon_pooling_by_hand():
+    """Char 0 of 中国人 begins 中国 and 中国人; its other sets are empty and take the <none> row (weight 1)."""
+    vocab = build_vocab(
+        "softlexicon", [list("中国人")], [["O"] * 3], ["中国", "中国人", "国人"], None, None, None, True
+    )
+    model = build_model("softlexicon", vocab, MCFG).eval()
+    with torch.no_grad():
+        model.word_freq.copy_(torch.arange(len(vocab.words), dtype=torch.float32) + 1)
+    batch = collate(vocab.encode([list("中国人")]), "softlexicon")
+    pooled = model._soft_lexicon(batch)[0].view(3, 4, -1)
+    e = model.word_emb.weight.detach()
+    z = model.word_freq
+    a, b, c = (vocab.word_ix[w] for w in ("中国", "中国人", "国人"))
+    total0 = z[a] + z[b] + 3  # B = {中国, 中国人}; M, E, S empty -> <none> with weight 1 each
+    assert torch.allclose(pooled[0, 0], 4 * (z[a] * e[a] + z[b] * e[b]) / total0, atol=1e-6)
+    assert torch.allclose(pooled[0, 1], 4 * e[2] / total0, atol=1e-6)
+    total1 = z[c] + z[b] + z[a] + 1  # char 1: B {国人}, M {中国人}, E {中国}, S empty
+    assert torch.allclose(pooled[1, 0], 4 * z[c] * e[c] / total1, atol=1e-6)
+    assert torch.allclose(pooled[1, 1], 4 * z[b] * e[b] / total1, atol=1e-6)
+    assert torch.allclose(pooled[1, 2], 4 * z[a] * e[a] / total1, atol=1e-6)
+    assert torch.allclose(pooled[1, 3], 4 * e[2] / total1, atol=1e-6)
