@@ -47,8 +47,8 @@ class NodeSetup:
         self.cfg, self.ctx, self.g = cfg, ctx, g
         dev, dt = ctx.device, _dtype(cfg)
         self.x = Features(g.features, dev, dt)
-        self.y = torch.from_numpy(np.asarray(g.labels, dtype=np.int64)).to(dev)
-        self.idx = {k: torch.from_numpy(np.asarray(v, dtype=np.int64)).to(dev)
+        self.y = torch.from_numpy(np.array(g.labels, dtype=np.int64)).to(dev)
+        self.idx = {k: torch.from_numpy(np.array(v, dtype=np.int64)).to(dev)
                     for k, v in (("train", g.train_idx), ("val", g.val_idx), ("test", g.test_idx))}
         self.classes = int(g.labels.max()) + 1
         adj = g.to_scipy()
