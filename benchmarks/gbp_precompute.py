@@ -192,9 +192,10 @@ def _ratios(rows: list[dict[str, Any]]) -> None:
         return
     a, b = sizes[0], sizes[-1]
     for method, setting in sorted({(r["method"], r["setting"]) for r in rows}):
-        t = {r["n"]: r["time_s"] for r in rows if r["method"] == method and r["setting"] == setting}
+        t = {r["n"]: (r["time_s"], r["cpu_s"]) for r in rows if r["method"] == method and r["setting"] == setting}
         if a in t and b in t:
-            print(f"growth {a:,} -> {b:,} nodes: {method} {setting}: {t[b] / t[a]:.2f}x")
+            print(f"growth {a:,} -> {b:,} nodes: {method} {setting}: wall {t[b][0] / t[a][0]:.2f}x, "
+                  f"cpu {t[b][1] / t[a][1]:.2f}x")
     push = {(r["n"], r["setting"], r["method"]): r["time_s"] for r in rows if r["method"].startswith("push")}
     for (n, setting, m), t1 in push.items():
         if m == "push (1 thr)":
