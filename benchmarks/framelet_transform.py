@@ -96,7 +96,7 @@ def original_style(a_hat: sp.csr_matrix, coef: np.ndarray, alphas: list[float]) 
         level = [p if prev_low is None else p @ prev_low for p in polys]
         prev_low = level[0]
         levels.append(level)
-    ordered = [levels[l][j] for j in range(r) for l in range(lev)]  # block index j*Lev + l
+    ordered = [levels[lv][j] for j in range(r) for lv in range(lev)]  # block index j*Lev + l
     used = [ordered[lev - 1]] + ordered[lev:]
     dec = sp.vstack(ordered).tocoo().astype(np.float32)
     rec = sp.hstack([b.T for b in used]).tocoo().astype(np.float32)
@@ -112,7 +112,7 @@ def bench_graph(name: str, adj: sp.csr_matrix, width: int, n_coef: int, lev: int
     fw = F.build(adj, lev=lev, n=n_coef, operator="matrix-free")
     t_build = time.perf_counter() - t
     a32 = fw.a_hat.astype(np.float32)
-    coef, alphas, k = fw.coef, fw.alphas, fw.num_blocks
+    coef, alphas = fw.coef, fw.alphas
     base = {"graph": name, "nodes": n, "nnz(A)": int(adj.nnz), "n": n_coef, "Lev": lev, "F": width}
 
     # matrix-free: whole transform, and one fused Chebyshev step for the bandwidth figure

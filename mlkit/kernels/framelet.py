@@ -38,10 +38,10 @@ def block_multipliers(lam: np.ndarray, coef: np.ndarray, alphas: Sequence[float]
     p = np.array([[chebyshev.chebval(a * lam - 1.0, coef[j]) for a in alphas] for j in range(r)])  # r,Lev,N
     low = np.ones_like(lam)
     out = np.zeros(((r - 1) * lev + 1, lam.shape[0]))
-    for l in range(lev):
+    for lv in range(lev):
         for j in range(1, r):
-            out[1 + (j - 1) * lev + l] = p[j, l] * low
-        low = low * p[0, l]
+            out[1 + (j - 1) * lev + lv] = p[j, lv] * low
+        low = low * p[0, lv]
     out[0] = low
     return out
 
@@ -71,7 +71,7 @@ def _decompose(step: Callable[[Any, float, Any, float], Any], x: Any, coef: np.n
     lev = len(alphas)
     y = x
     high: list[list[Any]] = [[None] * lev for _ in range(r - 1)]
-    for l, a in enumerate(alphas):
+    for lv, a in enumerate(alphas):
         outs = [float(coef[j, 0]) * y for j in range(r)]
         if n > 1:
             prev, u = y, step(y, a, None, 1.0)
@@ -82,7 +82,7 @@ def _decompose(step: Callable[[Any, float, Any, float], Any], x: Any, coef: np.n
                 for j in range(r):
                     outs[j] = outs[j] + float(coef[j, k]) * u
         for j in range(1, r):
-            high[j - 1][l] = outs[j]
+            high[j - 1][lv] = outs[j]
         y = outs[0]
     return stack([y] + [h for row in high for h in row])
 
@@ -93,17 +93,17 @@ def _reconstruct(step: Callable[[Any, float, Any, float], Any], z: Any, coef: np
     r, n = coef.shape
     lev = len(alphas)
     acc = z[0]
-    for l in range(lev - 1, -1, -1):
-        parts = [acc] + [z[1 + (j - 1) * lev + l] for j in range(1, r)]
+    for lv in range(lev - 1, -1, -1):
+        parts = [acc] + [z[1 + (j - 1) * lev + lv] for j in range(1, r)]
         b = [sum(float(coef[j, k]) * parts[j] for j in range(r)) for k in range(n)]
         if n == 1:
             acc = b[0]
             continue
         u1, u2 = b[n - 1], None
         for k in range(n - 2, 0, -1):
-            new = step(u1, alphas[l], u2, 2.0) + b[k]
+            new = step(u1, alphas[lv], u2, 2.0) + b[k]
             u1, u2 = new, u1
-        acc = step(u1, alphas[l], u2, 1.0) + b[0]
+        acc = step(u1, alphas[lv], u2, 1.0) + b[0]
     return acc
 
 

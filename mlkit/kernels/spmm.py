@@ -112,10 +112,10 @@ def spmm_torch(a: Any, x: Any, at: Any = None) -> Any:
 
 def to_torch_csr(m: Any, dtype: Any = None, device: Any = "cpu") -> Any:
     """A scipy sparse matrix as a torch sparse CSR tensor (int64 indices as torch wants)."""
+    import warnings
+
     import scipy.sparse as sp
     import torch
-
-    import warnings
 
     m = sp.csr_matrix(m)
     m.sort_indices()

@@ -105,7 +105,7 @@ def level_alphas(lam_max: float, s: float, lev: int) -> list[float]:
         raise UsageError(f"dilation s must be > 1, got {s}", "framelet.s", "Use s = 2 (the paper) or 2.5.")
     if lev < 1:
         raise UsageError(f"levels must be >= 1, got {lev}", "framelet.lev")
-    return [float((np.pi / lam_max) * s ** (l - lev) / A_C) for l in range(1, lev + 1)]
+    return [float((np.pi / lam_max) * s ** (lv - lev) / A_C) for lv in range(1, lev + 1)]
 
 
 # --- 2.5 materialized blocks -------------------------------------------------------------------------------
@@ -118,14 +118,14 @@ def materialize_blocks(a_hat: sp.csr_matrix, coef: np.ndarray, alphas: list[floa
     eye = sp.identity(n, format="csr")
     low = eye
     high: list[list[Any]] = [[None] * lev for _ in range(r - 1)]
-    for l, a in enumerate(alphas):
+    for lv, a in enumerate(alphas):
         m = sp.csr_matrix((a - 1.0) * eye - a * a_hat)
         ts = [eye, m]
         for _ in range(2, nc):
             ts.append(sp.csr_matrix(2 * (m @ ts[-1]) - ts[-2]))
         polys = [sum(coef[j, k] * ts[k] for k in range(nc)) for j in range(r)]
         for j in range(1, r):
-            high[j - 1][l] = sp.csr_matrix(polys[j] @ low)
+            high[j - 1][lv] = sp.csr_matrix(polys[j] @ low)
         low = sp.csr_matrix(polys[0] @ low)
     blocks = [low] + [h for row in high for h in row]
     for b in blocks:
