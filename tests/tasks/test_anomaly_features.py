@@ -164,3 +164,45 @@ def test_eyecandies_conversion_layout_and_geometry(tmp_path):
     d = 32768 / 65535
     np.testing.assert_allclose(xyz[..., 1], -0.1 * d, rtol=1e-5)
     np.testing.assert_allclose(xyz[5, 40, 0], 0.1 * (40 - 32) * d / 711.11, rtol=1e-4)
+
+
+def _cfg(**memory):
+    import yaml
+    from pathlib import Path
+
+    cfg = yaml.safe_load((Path(__file__).parents[2] / "mlkit/tasks/anomaly/config.yaml").read_text())
+    cfg["memory"].update(memory)
+    return cfg
+
+
+@pytest.mark.parametrize("norm", ["reference", "per-bank"])
+def test_build_banks_norms_zero_rows_and_fusion(norm, tmp_path):
+    from mlkit.tasks.anomaly.pipeline import build_banks, combine, fit_fusion, score_sample
+
+    rng = np.random.default_rng(0)
+    feats = []
+    for _ in range(3):
+        pt = np.abs(rng.normal(size=(3136, 33))).astype(np.float32) * 10
+        pt[:1000] = 0  # background
+        feats.append((rng.normal(size=(784, 40)).astype(np.float32) + 3, pt))
+    cfg = _cfg(norm=norm, coreset_ratio=0.1, coreset_max=200)
+    st = build_banks(feats, "double", None, cfg, tmp_path, 0, "cpu", lambda m: None)
+    pts = np.concatenate([f[1] for f in feats])
+    pts = pts[np.any(pts != 0, axis=1)]
+    rgbs = np.concatenate([f[0] for f in feats])
+    if norm == "reference":  # mean of the pt bank and std of the rgb bank for every bank
+        assert st.norm["pt"] == st.norm["rgb"]
+        assert st.norm["pt"][0] == pytest.approx(pts.mean(), rel=1e-3)
+        assert st.norm["pt"][1] == pytest.approx(rgbs.std(), rel=1e-3)
+    else:
+        assert st.norm["rgb"][0] == pytest.approx(rgbs.mean(), rel=1e-3)
+    mu, sd = st.norm["pt"]
+    assert len(st.banks["pt"]) == 201 and torch.allclose(st.banks["pt"][-1], torch.full((33,), -mu / sd))
+    assert len(st.banks["rgb"]) == 200
+    scored = [score_sample(st, r, p, "double", None, cfg, "cpu") for r, p in feats]
+    assert scored[0]["pt"][1].shape == (224, 224)
+    fit_fusion(st, scored, "double", cfg, 0)
+    assert st.w_img.shape == (2,) and np.all(st.w_img > 0)  # the OCSVM acts as a positive weighting
+    s, m = combine(st, scored[0], "double")
+    vec = np.array([scored[0]["pt"][0] / st.scale_img["pt"], scored[0]["rgb"][0] / st.scale_img["rgb"]])
+    assert s == pytest.approx(float(vec @ st.w_img)) and m.shape == (224, 224)

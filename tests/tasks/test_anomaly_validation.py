@@ -48,3 +48,20 @@ def test_spec7_synthetic_validation(tmp_path, capsys):
         assert r["aupro"] >= 0.80, (mode, r["aupro"])
     assert results["rgb"]["extract_s"] < 1.0  # the first run extracts; later runs reuse the shared cache
     assert total < 600, total
+
+
+@pytest.mark.slow
+def test_paper_extractor_code_path(tmp_path, capsys):
+    """timm ViT + Point-MAE (random weights: shapes and plumbing only) through train, eval and checkpoint."""
+    args = ["--rgb-backbone", "timm:vit_tiny_patch16_224", "--point-backbone", "pointmae", "--set", "points.groups=64",
+            "--set", "points.group_size=16", "--set", "synth.size=96", "--set", "synth.train=3", "--set",
+            "synth.test_combined=0", "--set", "uff.steps=2", "--set", "memory.coreset_max=300"]  # fmt: skip
+    rc = main(["anomaly", "train", "--project", str(tmp_path), "--device", "cpu", "--quiet", "--json", *args])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err[-3000:]
+    import torch
+
+    run = Path(json.loads(cap.out)["run_dir"])
+    ck = torch.load(run / "weights/best.pt", weights_only=True)
+    assert ck["extra"]["dims"] == [192, 1152]
+    assert ck["state_dict"]["cat.blob.bank.fs"].shape[1] == 192 + 1152
