@@ -168,11 +168,18 @@ def lattice_schedule(
 
 
 def _reverse_index(lengths: Any, m: int) -> Any:
+    """Flat row index that reverses each sentence of a [B, m, ...] tensor viewed as [B·m, ...] (padding stays)."""
     import torch
 
     pos = torch.arange(m, device=lengths.device).unsqueeze(0)
     ln = lengths.unsqueeze(1)
-    return torch.where(pos < ln, ln - 1 - pos, pos)
+    rows = torch.arange(lengths.shape[0], device=lengths.device).unsqueeze(1) * m
+    return (rows + torch.where(pos < ln, ln - 1 - pos, pos)).reshape(-1)
+
+
+def _reverse(x: Any, rev: Any) -> Any:
+    n_b, m = x.shape[:2]
+    return x.reshape(n_b * m, -1)[rev].view(x.shape)
 
 
 def lattice_bi_schedule(lengths: np.ndarray, wb: np.ndarray, ws: np.ndarray, wl: np.ndarray) -> dict:
@@ -201,8 +208,9 @@ def _lattice_core(xs: Any, xw: Any, plan: dict, p: dict[str, Any]) -> Any:
     hid = p["Wh"].shape[1]
     dev = xs.device
     n_w = xw.shape[0]
-    xg = torch.matmul(xs, p["Wx"].unsqueeze(1)) + p["b"][:, None, None]  # [D, B, m, 3H]
-    xl = torch.matmul(xs, p["Ux"].unsqueeze(1)) + p["u"][:, None, None]  # [D, B, m, H]
+    steps = xs.permute(2, 0, 1, 3)  # [m, D, B, Dc]: step-major, so each step's slice is contiguous
+    xg = (torch.matmul(steps, p["Wx"]) + p["b"][:, None]).contiguous()  # [m, D, B, 3H]
+    xl = (torch.matmul(steps, p["Ux"]) + p["u"][:, None]).contiguous()  # [m, D, B, H]
     wg = (torch.matmul(xw.unsqueeze(0), p["Vx"]) + p["v"][:, None]).reshape(n_d * n_w, 3 * hid)
     by_start = torch.as_tensor(plan["by_start"], device=dev)
     start_ptr = plan["start_ptr"].tolist()
@@ -213,8 +221,8 @@ def _lattice_core(xs: Any, xw: Any, plan: dict, p: dict[str, Any]) -> Any:
     k_at = plan["k_at"].tolist()
     zero_row = xs.new_zeros(1, hid)
     blocks: list[Any] = []  # blocks[b] = cells of the words starting at b (word cells never share storage)
-    xg_steps = xg.unbind(2)  # per-step views: their gradients are stacked once, not zero-filled per step
-    xl_steps = xl.unbind(2)
+    xg_steps = xg.unbind(0)  # per-step views: their gradients are stacked once, not zero-filled per step
+    xl_steps = xl.unbind(0)
     h = xs.new_zeros(n_d, n_b, hid)
     c = xs.new_zeros(n_d * n_b, hid)
     outs = []
@@ -268,11 +276,9 @@ def lattice_torch(x: Any, lengths: Any, xw: Any, plan: dict, p: dict[str, Any], 
     m = x.shape[1]
     if reverse:
         rev = _reverse_index(lengths, m)
-        x = x.gather(1, rev.unsqueeze(2).expand_as(x))
+        x = _reverse(x, rev)
     hs = _lattice_core(x.unsqueeze(0), xw, plan, {k: p[k].unsqueeze(0) for k in KEYS})[0]
-    if reverse:
-        hs = hs.gather(1, rev.unsqueeze(2).expand_as(hs))
-    return hs
+    return _reverse(hs, rev) if reverse else hs
 
 
 def lattice_bi_torch(
@@ -281,12 +287,10 @@ def lattice_bi_torch(
     """Both directions in one loop on stacked tensors: [B, m, 2H] = [forward ; backward] (plan: lattice_bi_schedule)."""
     import torch
 
-    m = x.shape[1]
-    rev = _reverse_index(lengths, m).unsqueeze(2)
-    xs = torch.stack([x, x.gather(1, rev.expand_as(x))])
+    rev = _reverse_index(lengths, x.shape[1])
+    xs = torch.stack([x, _reverse(x, rev)])
     hs = _lattice_core(xs, xw, plan, {k: torch.stack([pf[k], pb[k]]) for k in KEYS})
-    hb = hs[1].gather(1, rev.expand_as(hs[1]))
-    return torch.cat([hs[0], hb], -1)
+    return torch.cat([hs[0], _reverse(hs[1], rev)], -1)
 
 
 def lattice(x: Any, lengths: Any, xw: Any, plan: dict, pf: dict[str, Any], pb: dict[str, Any]) -> Any:
