@@ -12,8 +12,11 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
 
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
+# test helpers (conftest's subprocess_env, the toy task, kernels/gbp_graphs) import by plain name; test modules
+# themselves are imported with --import-mode=importlib, so two test files may share a basename
+for _p in (TESTS, TESTS / "kernels"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 _extra = os.environ.get("MLKIT_EXTRA_TASKS", "")
 if "toy=" not in _extra:
     os.environ["MLKIT_EXTRA_TASKS"] = ",".join(x for x in (_extra, "toy=toytask") if x)
