@@ -374,3 +374,21 @@ def test_soft_lexicon_pooling_by_hand():
     assert torch.allclose(pooled[1, 1], 4 * z[b] * e[b] / total1, atol=1e-6)
     assert torch.allclose(pooled[1, 2], 4 * z[a] * e[a] / total1, atol=1e-6)
     assert torch.allclose(pooled[1, 3], 4 * e[2] / total1, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("arch", ["lattice", "softlexicon"])
+def test_train_and_predict_on_cuda(runs_dir, tmp_path, capsys, arch):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA")
+    args = ["--project", str(runs_dir), "--name", arch, "--arch", arch, "--device", "cuda", "--quiet"]
+    assert main(["ner", "train", "--epochs", "1", *TINY_SET, *args[:-1], "--quiet"]) == 0
+    inp = tmp_path / "in.txt"
+    inp.write_text("王小明在北京大学读书。\n\n", encoding="utf-8")
+    best = runs_dir / "ner" / arch / "weights" / "best.pt"
+    capsys.readouterr()
+    assert (
+        main(["ner", "predict", "--model", str(best), "--input", str(inp), "--device", "cuda", "--quiet"])
+        == 0
+    )
+    assert len(capsys.readouterr().out.splitlines()) == 2
