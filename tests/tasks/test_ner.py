@@ -382,7 +382,7 @@ def test_train_and_predict_on_cuda(runs_dir, tmp_path, capsys, arch):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA")
     args = ["--project", str(runs_dir), "--name", arch, "--arch", arch, "--device", "cuda", "--quiet"]
-    assert main(["ner", "train", "--epochs", "1", *TINY_SET, *args[:-1], "--quiet"]) == 0
+    assert main(["ner", "train", "--epochs", "1", *TINY_SET, *args]) == 0
     inp = tmp_path / "in.txt"
     inp.write_text("王小明在北京大学读书。\n\n", encoding="utf-8")
     best = runs_dir / "ner" / arch / "weights" / "best.pt"
