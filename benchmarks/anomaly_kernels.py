@@ -75,7 +75,15 @@ def bench(small: bool = False, repeat: int = 3) -> list[dict[str, Any]]:
     agree = np.mean(got.numpy() == ref) > 0.95  # float32 vs float64 may break late near-ties differently
     row("coreset", f"N={n} d={d} k={k}", "torch cpu f32", t_c, "numpy f64 loop", t_ref, agree)
     t_32, got32 = timeit(lambda: _numpy_f32_coreset(x, k), 1)
-    row("coreset", f"N={n} d={d} k={k}", "torch cpu f32", t_c, "numpy f32 loop", t_32, np.mean(got32 == ref) > 0.95)
+    row(
+        "coreset",
+        f"N={n} d={d} k={k}",
+        "torch cpu f32",
+        t_c,
+        "numpy f32 loop",
+        t_32,
+        np.mean(got32 == ref) > 0.95,
+    )
     try:
         from anomalib.models.components.sampling import KCenterGreedy
 
@@ -89,9 +97,9 @@ def bench(small: bool = False, repeat: int = 3) -> list[dict[str, Any]]:
     for q, m, d in ((3136, 2000, 33),) if small else ((3136, 10000, 33), (3136, 10000, 384)):
         bank = rng.normal(size=(m, d)).astype(np.float32)
         qs = rng.normal(size=(q, d)).astype(np.float32)
-        t_ref, (rd, _) = timeit(lambda: knn_reference(qs, bank, 1), 1)
+        t_ref, (rd, _) = timeit(lambda qs=qs, bank=bank: knn_reference(qs, bank, 1), 1)
         bt, qt = torch.from_numpy(bank), torch.from_numpy(qs)
-        t_k, (kd, _) = timeit(lambda: knn_torch(qt, bt, 1), repeat)
+        t_k, (kd, _) = timeit(lambda qt=qt, bt=bt: knn_torch(qt, bt, 1), repeat)
         row("knn", f"Q={q} M={m} d={d}", "torch matmul", t_k, "scipy cKDTree", t_ref,
             np.allclose(kd.numpy(), rd, atol=1e-3))  # fmt: skip
     return rows

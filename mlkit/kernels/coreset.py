@@ -70,7 +70,9 @@ def coreset_torch(features: Any, n: int, start: int = 0, half: bool | None = Non
         x = x.half()
     direct = x.dtype == torch.float64
     out = torch.empty(n, dtype=torch.long, device=x.device)
-    dmin = torch.full((x.shape[0],), float("inf"), dtype=torch.float64 if direct else torch.float32, device=x.device)
+    dmin = torch.full(
+        (x.shape[0],), float("inf"), dtype=torch.float64 if direct else torch.float32, device=x.device
+    )
     xn = None if direct else (x.float() ** 2).sum(dim=1)
     last = torch.tensor(start, device=x.device)
     for i in range(n):

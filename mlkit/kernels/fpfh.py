@@ -146,7 +146,9 @@ def fpfh_reference(points: np.ndarray, normals: np.ndarray, idx: np.ndarray, d2:
         for j in range(1, k):
             q = idx[i, j]
             f1, f2, f3, ok = _pair_py(points[i], normals[i], points[q], normals[q])
-            for off, (x, lo, width) in enumerate(((f1, -math.pi, 2 * math.pi), (f2, -1.0, 2.0), (f3, -1.0, 2.0))):
+            for off, (x, lo, width) in enumerate(
+                ((f1, -math.pi, 2 * math.pi), (f2, -1.0, 2.0), (f3, -1.0, 2.0))
+            ):
                 spfh[i, 11 * off + min(10, max(0, math.floor(11 * (x - lo) / width)))] += 100.0 / (k - 1)
     out = np.zeros((n, 33))
     for i in range(n):
@@ -154,7 +156,9 @@ def fpfh_reference(points: np.ndarray, normals: np.ndarray, idx: np.ndarray, d2:
         acc = (spfh[idx[i, 1:]] * w[:, None]).sum(axis=0)
         for blk in range(3):
             s = acc[11 * blk : 11 * blk + 11].sum()
-            out[i, 11 * blk : 11 * blk + 11] = (acc[11 * blk : 11 * blk + 11] * 100 / s if s else 0) + spfh[i, 11 * blk : 11 * blk + 11]
+            out[i, 11 * blk : 11 * blk + 11] = (acc[11 * blk : 11 * blk + 11] * 100 / s if s else 0) + spfh[
+                i, 11 * blk : 11 * blk + 11
+            ]
     return out
 
 

@@ -30,7 +30,9 @@ def knn_brute(queries: np.ndarray, bank: np.ndarray, k: int = 1) -> tuple[np.nda
     return np.take_along_axis(d, idx, axis=1), idx.astype(np.int64)
 
 
-def knn_torch(queries: Any, bank: Any, k: int = 1, chunk: int = 1024, max_block: int = 1 << 26) -> tuple[Any, Any]:
+def knn_torch(
+    queries: Any, bank: Any, k: int = 1, chunk: int = 1024, max_block: int = 1 << 26
+) -> tuple[Any, Any]:
     """k-NN by chunked matmul distances on the tensors' device: (distances, indices), each (Q, k), ascending."""
     import torch
 

@@ -8,7 +8,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlkit.kernels.coreset import coreset, coreset_definition, coreset_reference, coreset_torch, jl_dim, select
+from mlkit.kernels.coreset import (
+    coreset,
+    coreset_definition,
+    coreset_reference,
+    coreset_torch,
+    jl_dim,
+    select,
+)
 
 
 @st.composite
@@ -62,8 +69,10 @@ def test_cuda_fp16_close_to_reference():
     x = np.random.default_rng(3).normal(size=(20000, 128)).astype(np.float32)
     got = coreset(torch.from_numpy(x).cuda(), 500).cpu().numpy()
     ref = coreset_reference(x, 500)
+
     # fp16 distances may break near-ties differently; the covering radius must match closely
     def radius(idx):
         t = torch.from_numpy(x)
         return torch.cdist(t, t[torch.from_numpy(idx)]).min(dim=1).values.max().item()
+
     assert abs(radius(got) - radius(ref)) / radius(ref) < 0.05

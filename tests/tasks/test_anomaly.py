@@ -19,7 +19,13 @@ from PIL import Image
 from mlkit.cli import main
 from mlkit.tasks.anomaly import TINY
 from mlkit.tasks.anomaly.data import categories, load, split_samples
-from mlkit.tasks.anomaly.preprocess import dbscan_labels, fit_plane_ransac, grid_components, pad_square, preprocess_root
+from mlkit.tasks.anomaly.preprocess import (
+    dbscan_labels,
+    fit_plane_ransac,
+    grid_components,
+    pad_square,
+    preprocess_root,
+)
 from mlkit.tasks.anomaly.synth import write_dataset
 
 CFG = yaml.safe_load((Path(__file__).parents[2] / "mlkit/tasks/anomaly/config.yaml").read_text())
@@ -73,8 +79,8 @@ def test_synth_layout_deterministic_and_non_square(raw, tmp_path):
     assert _digest(tmp_path / "blob") == _digest(cat)
 
 
-def test_dent_is_3d_only_and_stain_rgb_only(tmp_path):
-    """The same seed draws the same sample; only the defect channel differs from a defect-free rendering."""
+def test_defect_masks_and_stain_colour(tmp_path):
+    """Both defects get a gt mask; the stain darkens the colour under its mask compared with the dent sample."""
     from mlkit.tasks.anomaly.synth import make_sample
 
     def draw(defect):
@@ -84,7 +90,7 @@ def test_dent_is_3d_only_and_stain_rgb_only(tmp_path):
     rgb_s, xyz_s, gt_s = draw("stain")
     assert gt_d.any() and gt_s.any()
     # a dent changes the depth inside its gt; a stain darkens the colour inside its gt
-    z_d, z_s = xyz_d[..., 2], xyz_s[..., 2]
+    z_d = xyz_d[..., 2]
     assert np.ptp(z_d[gt_d > 0]) > 0.001
     lum_d = rgb_d.astype(float).mean(-1)
     lum_s = rgb_s.astype(float).mean(-1)
@@ -138,7 +144,9 @@ def test_grid_and_dbscan_keep_largest_component():
     rgb = np.full((20, 20, 3), 9, np.uint8)
     for mode in ("grid", "dbscan"):
         x, r = xyz.copy(), rgb.copy()
-        keep_largest(x, r, {**CFG["preprocess"], "cluster": mode, "cluster_eps": 0.0015, "cluster_min_points": 3})
+        keep_largest(
+            x, r, {**CFG["preprocess"], "cluster": mode, "cluster_eps": 0.0015, "cluster_min_points": 3}
+        )
         assert np.all(x[:, 14:] == 0) and np.all(r[:, 14:] == 0) and np.all(x[:, :12] != 0)
 
 
@@ -147,7 +155,9 @@ def test_load_resizes_nearest_and_gt(prepped):
     x = load(s)
     assert x["rgb"].shape == (224, 224, 3) and x["xyz"].shape == (224, 224, 3) and x["gt"].dtype == bool
     full = tifffile.imread(s.xyz)
-    assert set(map(tuple, x["xyz"][x["valid"]][:50].tolist())) <= set(map(tuple, full.reshape(-1, 3).tolist()))
+    assert set(map(tuple, x["xyz"][x["valid"]][:50].tolist())) <= set(
+        map(tuple, full.reshape(-1, 3).tolist())
+    )
 
 
 @pytest.mark.parametrize("damage", ["no_xyz", "mismatch", "corrupt", "bad_path"])
@@ -170,7 +180,9 @@ def test_data_errors_exit_3_naming_the_file(damage, raw, tmp_path, runs_dir, cap
     else:
         root = tmp_path / "missing"
         named = "missing"
-    rc = main(["anomaly", "train", "--data", str(root), "--project", str(runs_dir), "--device", "cpu", "--quiet"])
+    rc = main(
+        ["anomaly", "train", "--data", str(root), "--project", str(runs_dir), "--device", "cpu", "--quiet"]
+    )
     err = capsys.readouterr().err
     assert rc == 3, err
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
@@ -192,19 +204,28 @@ def test_tiny_roundtrip_checkpoint_eval_predict(trained, capsys):
     cached = sorted(run.glob("cache/*/blob/train/*_pt.npy"))  # pass-A cache, float16
     assert cached and np.load(cached[0]).dtype == np.float16
 
-    rc = main(["anomaly", "eval", "--project", str(trained), "--device", "cpu", "--quiet", "--json", "--save-maps"])
+    rc = main(
+        ["anomaly", "eval", "--project", str(trained), "--device", "cpu", "--quiet", "--json", "--save-maps"]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     m = json.loads(out)["metrics"]
     assert {"test/i_auroc", "test/p_auroc", "test/aupro"} <= set(m)
-    assert m["test/i_auroc"] == pytest.approx(ck["metrics"]["test/i_auroc"])  # eval reproduces train's test pass
+    assert m["test/i_auroc"] == pytest.approx(
+        ck["metrics"]["test/i_auroc"]
+    )  # eval reproduces train's test pass
     panels = list((run / "eval/maps/blob").glob("*.png"))
     assert panels and Image.open(panels[0]).size == (3 * 224, 224)
 
     rgbs = sorted((run / "data/mvtec/blob/test").glob("*/rgb/*.png"))
     lines = [f"{rgbs[0]}\t{rgbs[0].parent.parent / 'xyz' / (rgbs[0].stem + '.tiff')}", str(rgbs[-1])]
-    proc = subprocess.run([sys.executable, "-m", "mlkit", "anomaly", "predict", "--project", str(trained), "--quiet"],
-                          input="\n".join(lines).encode(), capture_output=True, env=subprocess_env(), timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlkit", "anomaly", "predict", "--project", str(trained), "--quiet"],
+        input="\n".join(lines).encode(),
+        capture_output=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     recs = [json.loads(x) for x in proc.stdout.decode().splitlines()]
     assert len(recs) == 2

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from mlkit.core.errors import DataError
-from mlkit.tasks.anomaly.backbones import PointMAEEncoder, build_pointmae, build_vit, pointmae_point_features, strip_prefixes
+from mlkit.tasks.anomaly.backbones import (
+    PointMAEEncoder,
+    build_pointmae,
+    build_vit,
+    pointmae_point_features,
+    strip_prefixes,
+)
 
 CFG = {"points": {"groups": 32, "group_size": 16}}
 
@@ -30,7 +36,10 @@ def test_pointmae_checkpoint_prefixes_and_95_percent_rule(tmp_path):
 
 
 def test_strip_prefixes():
-    assert set(strip_prefixes({"module.MAE_encoder.norm.weight": 1, "base_model.blocks.x": 2})) == {"norm.weight", "blocks.x"}
+    assert set(strip_prefixes({"module.MAE_encoder.norm.weight": 1, "base_model.blocks.x": 2})) == {
+        "norm.weight",
+        "blocks.x",
+    }
 
 
 def test_pointmae_features_shape_and_background_free():

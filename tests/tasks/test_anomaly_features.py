@@ -32,7 +32,9 @@ def test_fpfh_blocks_and_rigid_invariance():
     u, v = rng.uniform(-1, 1, size=(2, 800))
     pts = np.c_[u, v, 0.3 * u**2 - 0.2 * v**2] * 0.02 + np.array([0, 0, 0.5])
     f = fpfh(pts, 20, 40)
-    np.testing.assert_allclose(f.reshape(-1, 3, 11).sum(-1), 200.0, atol=1e-6)  # own SPFH 100 + neighbours 100
+    np.testing.assert_allclose(
+        f.reshape(-1, 3, 11).sum(-1), 200.0, atol=1e-6
+    )  # own SPFH 100 + neighbours 100
     # a translation along the viewing axis keeps every pair feature
     np.testing.assert_allclose(fpfh(pts + np.array([0, 0, 0.1]), 20, 40), f, atol=1e-6)
     # normals point towards the camera at the origin
@@ -119,7 +121,11 @@ def test_score_bank_reweighting_formula_and_exact_match():
     s_star = d[i].min()
     order = torch.cdist(bank[d[i].argmin()][None], bank)[0].argsort()
     nb = bank[order[1:3]]
-    w = 1 - torch.exp(s_star / math.sqrt(6)) / torch.exp(torch.linalg.norm(q[i] - nb, dim=1) / math.sqrt(6)).sum()
+    w = (
+        1
+        - torch.exp(s_star / math.sqrt(6))
+        / torch.exp(torch.linalg.norm(q[i] - nb, dim=1) / math.sqrt(6)).sum()
+    )
     assert s == pytest.approx(float(w * s_star), rel=1e-6)
     s_plain, _ = score_bank(q, bank, reweight=False)
     assert s_plain == pytest.approx(float(s_star), rel=1e-6)
@@ -167,8 +173,9 @@ def test_eyecandies_conversion_layout_and_geometry(tmp_path):
 
 
 def _cfg(**memory):
-    import yaml
     from pathlib import Path
+
+    import yaml
 
     cfg = yaml.safe_load((Path(__file__).parents[2] / "mlkit/tasks/anomaly/config.yaml").read_text())
     cfg["memory"].update(memory)

@@ -30,7 +30,20 @@ def test_spec7_synthetic_validation(tmp_path, capsys):
     t0 = time.perf_counter()
     assert main(["anomaly", "synth", "--out", str(tmp_path / "raw"), "--categories", "blob", "--test-good", "24",
                  "--test-defect", "24"]) == 0  # fmt: skip
-    assert main(["anomaly", "preprocess", "--data", str(tmp_path / "raw"), "--out", str(tmp_path / "prep"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "anomaly",
+                "preprocess",
+                "--data",
+                str(tmp_path / "raw"),
+                "--out",
+                str(tmp_path / "prep"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     results = {}
     for mode in MODES:
@@ -45,7 +58,9 @@ def test_spec7_synthetic_validation(tmp_path, capsys):
         res["extract_s"] = json.loads((run / "metrics.json").read_text())["train/extract_s_per_sample"]
         results[mode] = res
     total = time.perf_counter() - t0
-    summary = {m: {k: results[m][k] for k in ("i_auroc", "p_auroc", "aupro", "i_auroc_by_defect")} for m in MODES}
+    summary = {
+        m: {k: results[m][k] for k in ("i_auroc", "p_auroc", "aupro", "i_auroc_by_defect")} for m in MODES
+    }
     print(json.dumps({"seconds": total, "results": summary}, indent=1))
     rgb, pt = results["rgb"]["i_auroc_by_defect"], results["pt"]["i_auroc_by_defect"]
     assert rgb["stain"] >= 0.95 and abs(rgb["dent"] - 0.5) <= 0.15, rgb

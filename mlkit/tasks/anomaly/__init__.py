@@ -24,12 +24,38 @@ SPEC = TaskSpec(
         Flag("--max-train", "max_train", int, "cap on train images per category", ("train",)),
         Flag("--coreset-mode", "memory.coreset_mode", str, "uniform | reference", ("train",)),
         Flag("--norm", "memory.norm", str, "reference | per-bank scalar standardisation", ("train",)),
-        Flag("--score-norm", "fusion.score_norm", str, "train | lambda (paper weights 1, 0.1, 1)", ("train",)),
-        Flag("--fusion-fit", "fusion.fit", str, "train | validation: images the OCSVMs are fitted on", ("train",)),
-        Flag("--uff-pairs", "uff.pairs", str, "aligned | reference (the original's misaligned pairs)", ("train",)),
+        Flag(
+            "--score-norm", "fusion.score_norm", str, "train | lambda (paper weights 1, 0.1, 1)", ("train",)
+        ),
+        Flag(
+            "--fusion-fit",
+            "fusion.fit",
+            str,
+            "train | validation: images the OCSVMs are fitted on",
+            ("train",),
+        ),
+        Flag(
+            "--uff-pairs",
+            "uff.pairs",
+            str,
+            "aligned | reference (the original's misaligned pairs)",
+            ("train",),
+        ),
         Flag("--uff-steps", "uff.steps", int, "UFF optimiser steps (0 = use epochs)", ("train",)),
-        Flag("--save-maps", "save_maps", bool, "write heatmap overlays next to the ground truth as PNG", ("eval",)),
-        Flag("--threshold", "threshold.mode", str, "max | quantile over validation/good image scores", ("train",)),
+        Flag(
+            "--save-maps",
+            "save_maps",
+            bool,
+            "write heatmap overlays next to the ground truth as PNG",
+            ("eval",),
+        ),
+        Flag(
+            "--threshold",
+            "threshold.mode",
+            str,
+            "max | quantile over validation/good image scores",
+            ("train",),
+        ),
     ),
     verbs={
         "synth": "mlkit.tasks.anomaly.cli:synth",

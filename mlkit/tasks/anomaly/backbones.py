@@ -36,11 +36,15 @@ def load_weights(model: nn.Module, path: str, min_fraction: float = 0.95) -> flo
     """Load a local checkpoint non-strictly after prefix stripping; exit 3 when < min_fraction of keys match."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise DataError(f"weights file not found: {p}", None, "Pass an existing local .pth file (nothing is downloaded).")
+        raise DataError(
+            f"weights file not found: {p}", None, "Pass an existing local .pth file (nothing is downloaded)."
+        )
     try:
         raw = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise DataError(f"cannot read weights ({type(exc).__name__})", str(p), "Pass a torch state_dict file.") from None
+        raise DataError(
+            f"cannot read weights ({type(exc).__name__})", str(p), "Pass a torch state_dict file."
+        ) from None
     for key in ("base_model", "model", "state_dict", "teacher"):
         if isinstance(raw, dict) and isinstance(raw.get(key), dict):
             raw = raw[key]
@@ -94,7 +98,9 @@ def build_vit(spec: str, device: str) -> ViTPatches:
     try:
         vit = timm.create_model(arch, pretrained=False, num_classes=0)
     except Exception as exc:  # noqa: BLE001 - unknown names and bad kwargs
-        raise UsageError(f"timm cannot build '{arch}' ({exc})", "rgb_backbone", "Use e.g. timm:vit_base_patch8_224.") from None
+        raise UsageError(
+            f"timm cannot build '{arch}' ({exc})", "rgb_backbone", "Use e.g. timm:vit_base_patch8_224."
+        ) from None
     if weights:
         load_weights(vit, weights)
     return ViTPatches(vit).eval().to(device)
@@ -139,8 +145,12 @@ class _Blocks(nn.Module):
 class _MiniPointNet(nn.Module):
     def __init__(self, out: int = 384) -> None:
         super().__init__()
-        self.first_conv = nn.Sequential(nn.Conv1d(3, 128, 1), nn.BatchNorm1d(128), nn.ReLU(inplace=True), nn.Conv1d(128, 256, 1))
-        self.second_conv = nn.Sequential(nn.Conv1d(512, 512, 1), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Conv1d(512, out, 1))
+        self.first_conv = nn.Sequential(
+            nn.Conv1d(3, 128, 1), nn.BatchNorm1d(128), nn.ReLU(inplace=True), nn.Conv1d(128, 256, 1)
+        )
+        self.second_conv = nn.Sequential(
+            nn.Conv1d(512, 512, 1), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Conv1d(512, out, 1)
+        )
 
     def forward(self, groups: torch.Tensor) -> torch.Tensor:  # (B, G, k, 3) -> (B, G, out)
         b, g, k, _ = groups.shape
@@ -182,7 +192,9 @@ def build_pointmae(weights: str | None, device: str) -> PointMAEEncoder:
     return model.eval().to(device)
 
 
-def pointmae_point_features(model: PointMAEEncoder, pts: np.ndarray, cfg: dict[str, Any], device: str) -> np.ndarray:
+def pointmae_point_features(
+    model: PointMAEEncoder, pts: np.ndarray, cfg: dict[str, Any], device: str
+) -> np.ndarray:
     """FPS centres, kNN groups re-centred, encoder tokens (G, 1152), 3-NN interpolation back to every point."""
     from mlkit.kernels.fps import fps
     from mlkit.kernels.knn import knn

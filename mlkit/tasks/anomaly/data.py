@@ -59,7 +59,9 @@ def pick_categories(value: str, available: list[str]) -> list[str]:
     wanted = [v.strip() for v in str(value).split(",") if v.strip()]
     missing = [w for w in wanted if w not in available]
     if missing:
-        raise DataError(f"category not found: {', '.join(missing)}", None, f"Available: {', '.join(available)}.")
+        raise DataError(
+            f"category not found: {', '.join(missing)}", None, f"Available: {', '.join(available)}."
+        )
     return wanted
 
 
@@ -90,12 +92,16 @@ def _folder_samples(folder: Path, with_gt: bool) -> list[Sample]:
     for p in rgbs:
         if p.stem not in by_stem:
             raise DataError(
-                f"rgb {p.name} has no xyz {p.stem}.tiff", str(folder / "xyz"), "Pair every rgb/NNN.png with xyz/NNN.tiff."
+                f"rgb {p.name} has no xyz {p.stem}.tiff",
+                str(folder / "xyz"),
+                "Pair every rgb/NNN.png with xyz/NNN.tiff.",
             )
     extra = sorted(set(by_stem) - {p.stem for p in rgbs})
     if extra:
         raise DataError(
-            f"xyz {extra[0]}.tiff has no rgb {extra[0]}.png", str(folder / "rgb"), "Pair every xyz/NNN.tiff with rgb/NNN.png."
+            f"xyz {extra[0]}.tiff has no rgb {extra[0]}.png",
+            str(folder / "rgb"),
+            "Pair every xyz/NNN.tiff with rgb/NNN.png.",
         )
     defect = folder.name
     label = 0 if defect == "good" else 1
@@ -103,7 +109,9 @@ def _folder_samples(folder: Path, with_gt: bool) -> list[Sample]:
     for p in rgbs:
         gt = folder / "gt" / f"{p.stem}.png"
         if with_gt and label == 1 and not gt.is_file():
-            raise DataError(f"missing ground truth {gt.name}", str(folder / "gt"), "Every defect image needs gt/NNN.png.")
+            raise DataError(
+                f"missing ground truth {gt.name}", str(folder / "gt"), "Every defect image needs gt/NNN.png."
+            )
         samples.append(Sample(p, by_stem[p.stem], gt if (with_gt and gt.is_file()) else None, defect, label))
     return samples
 
@@ -115,9 +123,13 @@ def read_xyz(path: Path) -> np.ndarray:
     try:
         xyz = tifffile.imread(str(path))
     except Exception as exc:  # noqa: BLE001 - any decoder failure is bad input data
-        raise DataError(f"cannot read xyz TIFF ({type(exc).__name__})", str(path), "Re-export it as float32 HxWx3.") from None
+        raise DataError(
+            f"cannot read xyz TIFF ({type(exc).__name__})", str(path), "Re-export it as float32 HxWx3."
+        ) from None
     if xyz.ndim != 3 or xyz.shape[-1] != 3:
-        raise DataError(f"xyz TIFF has shape {xyz.shape}, not HxWx3", str(path), "Re-export it as float32 HxWx3.")
+        raise DataError(
+            f"xyz TIFF has shape {xyz.shape}, not HxWx3", str(path), "Re-export it as float32 HxWx3."
+        )
     return np.nan_to_num(xyz.astype(np.float32, copy=False))
 
 
@@ -127,7 +139,9 @@ def read_rgb(path: Path) -> Image.Image:
         with Image.open(path) as im:
             return im.convert("RGB")
     except Exception as exc:  # noqa: BLE001
-        raise DataError(f"cannot read image ({type(exc).__name__})", str(path), "Pass an 8-bit RGB PNG.") from None
+        raise DataError(
+            f"cannot read image ({type(exc).__name__})", str(path), "Pass an 8-bit RGB PNG."
+        ) from None
 
 
 def nearest_resize(a: np.ndarray, size: int) -> np.ndarray:
@@ -171,7 +185,9 @@ def pair_from_line(line: str) -> tuple[Path, Path]:
         else:
             rgb, xyz = p.parent.parent / "rgb" / f"{p.stem}.png", p
     else:
-        raise DataError("bad predict record", line[:80], "Give 'rgb.png<TAB>xyz.tiff' or one rgb/xyz path per line.")
+        raise DataError(
+            "bad predict record", line[:80], "Give 'rgb.png<TAB>xyz.tiff' or one rgb/xyz path per line."
+        )
     for p in (rgb, xyz):
         if not p.is_file():
             raise DataError(f"file not found: {p}", line[:80], "Give 'rgb.png<TAB>xyz.tiff' per line.")

@@ -36,7 +36,11 @@ def convert_sample(prefix: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | N
     files = {s: Path(f"{prefix}{s}") for s in ("_image_4.png", "_depth.png", "_info_depth.yaml", "_pose.txt")}
     for f in files.values():
         if not f.is_file():
-            raise DataError(f"missing Eyecandies file {f.name}", str(f.parent), "Each sample needs image_4, depth, info_depth, pose.")
+            raise DataError(
+                f"missing Eyecandies file {f.name}",
+                str(f.parent),
+                "Each sample needs image_4, depth, info_depth, pose.",
+            )
     info = yaml.safe_load(files["_info_depth.yaml"].read_text())
     lo, hi = float(info["normalization"]["min"]), float(info["normalization"]["max"])
     with Image.open(files["_depth.png"]) as im:
@@ -62,15 +66,21 @@ def convert_root(src: Path, out: Path) -> list[str]:
 
     classes = sorted(p.name for p in Path(src).iterdir() if (p / "train" / "data").is_dir())
     if not classes:
-        raise DataError("no Eyecandies class with train/data/ found", str(src), "Pass the raw Eyecandies root.")
+        raise DataError(
+            "no Eyecandies class with train/data/ found", str(src), "Pass the raw Eyecandies root."
+        )
     for cls in classes:
         for split, sub in (("train", "train"), ("test", "test_public")):
-            prefixes = sorted({p.name.split("_")[0] for p in (Path(src) / cls / sub / "data").glob("*_image_4.png")})
+            prefixes = sorted(
+                {p.name.split("_")[0] for p in (Path(src) / cls / sub / "data").glob("*_image_4.png")}
+            )
             counters: dict[str, int] = {}
             for pid in prefixes:
                 rgb, xyz, mask = convert_sample(Path(src) / cls / sub / "data" / pid)
                 bad = mask is not None and mask.any()
-                folder = out / cls / ("train/good" if split == "train" else f"test/{'bad' if bad else 'good'}")
+                folder = (
+                    out / cls / ("train/good" if split == "train" else f"test/{'bad' if bad else 'good'}")
+                )
                 n = counters[str(folder)] = counters.get(str(folder), -1) + 1
                 for s in ("rgb", "xyz") + (("gt",) if split == "test" else ()):
                     (folder / s).mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,9 @@ from mlkit.core.errors import UsageError
 from mlkit.tasks.anomaly.data import MEAN, STD
 
 CELL = 8  # RGB grid = image_size / 8, point grid = image_size / 4
-LAB_SCALE = np.array([1 / 10.0, 1 / 10.0, 1 / 10.0], dtype=np.float32)  # Lab to about [-10, 10], near the histograms
+LAB_SCALE = np.array(
+    [1 / 10.0, 1 / 10.0, 1 / 10.0], dtype=np.float32
+)  # Lab to about [-10, 10], near the histograms
 
 
 def rgb_handcrafted(rgb: np.ndarray) -> np.ndarray:
@@ -135,7 +137,9 @@ def _rgb_backbone(spec: str, device: str) -> tuple[str, Any]:
         from mlkit.tasks.anomaly.backbones import build_vit
 
         return "timm", build_vit(spec[5:], device)
-    raise UsageError(f"unknown rgb backbone '{spec}'", "rgb_backbone", "Use handcrafted or timm:<arch>[@weights.pth].")
+    raise UsageError(
+        f"unknown rgb backbone '{spec}'", "rgb_backbone", "Use handcrafted or timm:<arch>[@weights.pth]."
+    )
 
 
 def _point_backbone(spec: str, device: str) -> tuple[str, Any]:

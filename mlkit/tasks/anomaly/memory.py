@@ -8,7 +8,13 @@ from typing import Any
 
 import numpy as np
 
-MODALITIES = {"rgb": ("rgb",), "pt": ("pt",), "fusion": ("fs",), "double": ("pt", "rgb"), "triple": ("pt", "rgb", "fs")}
+MODALITIES = {
+    "rgb": ("rgb",),
+    "pt": ("pt",),
+    "fusion": ("fs",),
+    "double": ("pt", "rgb"),
+    "triple": ("pt", "rgb", "fs"),
+}
 GRID_OF = {"rgb": 8, "pt": 4, "fs": 4}  # image_size / grid cell
 
 
@@ -57,7 +63,9 @@ def coreset_sizes(raw: dict[str, int], n_patches_pt: int, cfg: dict[str, Any]) -
     else:
         from mlkit.core.errors import UsageError
 
-        raise UsageError(f"unknown coreset mode '{m['coreset_mode']}'", "memory.coreset_mode", "Use uniform or reference.")
+        raise UsageError(
+            f"unknown coreset mode '{m['coreset_mode']}'", "memory.coreset_mode", "Use uniform or reference."
+        )
     out = {}
     for k, v in raw.items():
         n = min(max(1, want.get(k, v)), v)
@@ -108,7 +116,9 @@ def upsample_map(m: Any, size: int, sigma: float) -> np.ndarray:
     from scipy.ndimage import gaussian_filter
 
     g = int(round(math.sqrt(m.shape[0])))
-    up = F.interpolate(m.reshape(1, 1, g, g).float().cpu(), size=(size, size), mode="bilinear", align_corners=False)
+    up = F.interpolate(
+        m.reshape(1, 1, g, g).float().cpu(), size=(size, size), mode="bilinear", align_corners=False
+    )
     out = up[0, 0].numpy().astype(np.float32)
     return gaussian_filter(out, sigma=sigma) if sigma > 0 else out
 
@@ -125,7 +135,9 @@ def fit_ocsvm(x: np.ndarray, cfg: dict[str, Any], seed: int) -> np.ndarray:
 
     from sklearn.exceptions import ConvergenceWarning
 
-    svm = SGDOneClassSVM(nu=float(f["nu"]), max_iter=int(f["max_iter"]), random_state=int(f["svm_seed"]), tol=1e-4)
+    svm = SGDOneClassSVM(
+        nu=float(f["nu"]), max_iter=int(f["max_iter"]), random_state=int(f["svm_seed"]), tol=1e-4
+    )
     with warnings.catch_warnings():  # the reference runs the same 1000 epochs and ignores this warning too
         warnings.simplefilter("ignore", ConvergenceWarning)
         svm.fit(x.astype(np.float64))

@@ -13,7 +13,9 @@ from torch import nn
 
 
 def _mlp(dim: int, ratio: int) -> nn.Sequential:
-    return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, ratio * dim), nn.GELU(), nn.Linear(ratio * dim, dim))
+    return nn.Sequential(
+        nn.LayerNorm(dim), nn.Linear(dim, ratio * dim), nn.GELU(), nn.Linear(ratio * dim, dim)
+    )
 
 
 class UFF(nn.Module):
@@ -38,7 +40,9 @@ class UFF(nn.Module):
         return 2 * temperature * F.cross_entropy(logits, torch.arange(len(q), device=q.device))
 
 
-def rgb_to_point_grid(rgb: np.ndarray, rgb_grid: int, pairs: str = "aligned", point_grid: int | None = None) -> np.ndarray:
+def rgb_to_point_grid(
+    rgb: np.ndarray, rgb_grid: int, pairs: str = "aligned", point_grid: int | None = None
+) -> np.ndarray:
     """RGB patch rows (g*g, D) for each point patch (default 2g x 2g): block replication, or the reference's order.
 
     "reference" reproduces the original's misaligned training pairs (spec §8): fused row 784j+i gets RGB patch
@@ -61,7 +65,12 @@ def foreground(x_pt: np.ndarray, strict: bool) -> np.ndarray:
 
 
 def train_uff(
-    samples: list[tuple[Any, Any]], cfg: dict[str, Any], device: str, generator: torch.Generator, track: Any, log: Any
+    samples: list[tuple[Any, Any]],
+    cfg: dict[str, Any],
+    device: str,
+    generator: torch.Generator,
+    track: Any,
+    log: Any,
 ) -> UFF:
     """Train UFF on cached (rgb, pt) patch features of all categories; returns the model in eval mode."""
     u = cfg["uff"]
@@ -70,7 +79,9 @@ def train_uff(
     pt_grid = int(round(math.sqrt(pt0.shape[0])))
     strict = str(cfg["point_backbone"]).startswith("pointmae")
     model = UFF(pt0.shape[1], rgb0.shape[1], int(u["hidden_ratio"])).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]), betas=(0.9, 0.95), weight_decay=u["weight_decay"])
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=float(cfg["lr"]), betas=(0.9, 0.95), weight_decay=u["weight_decay"]
+    )
     bs = max(1, min(int(cfg["batch_size"]), len(samples)))
     steps = int(u["steps"]) or int(cfg["epochs"]) * math.ceil(len(samples) / bs)
     warm = min(int(u["warmup_steps"]), max(0, steps - 1))
@@ -94,7 +105,9 @@ def train_uff(
         if not torch.isfinite(loss):
             from mlkit.core.errors import RunFailure
 
-            raise RunFailure(f"UFF loss is {loss.item()} at step {step}", None, "Lower --lr or check the features.")
+            raise RunFailure(
+                f"UFF loss is {loss.item()} at step {step}", None, "Lower --lr or check the features."
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -109,7 +122,9 @@ def train_uff(
 def fuse(model: UFF | None, rgb: np.ndarray, pt: np.ndarray, device: str, chunk: int = 8192) -> np.ndarray:
     """Fused features (n_pt, Dp + Dr) of one sample with aligned replication of the RGB grid."""
     grid = int(round(math.sqrt(rgb.shape[0])))
-    x_rgb = rgb_to_point_grid(np.asarray(rgb, np.float32), grid, "aligned", int(round(math.sqrt(pt.shape[0]))))
+    x_rgb = rgb_to_point_grid(
+        np.asarray(rgb, np.float32), grid, "aligned", int(round(math.sqrt(pt.shape[0])))
+    )
     x_pt = np.asarray(pt, np.float32)
     out = []
     with torch.no_grad():

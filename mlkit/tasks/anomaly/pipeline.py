@@ -38,7 +38,9 @@ class CategoryState:
     pix_thr: float = float("inf")
 
 
-def extract(samples: list[Sample], extractor: Any, cache: Path | None, track: Any, label: str) -> tuple[list, float]:
+def extract(
+    samples: list[Sample], extractor: Any, cache: Path | None, track: Any, label: str
+) -> tuple[list, float]:
     """Pass A: features of every sample, cached as float16 .npy when `cache` is set; returns (pairs, s/sample)."""
     out, spent, n = [], 0.0, 0
     for i, s in enumerate(track(samples, label)):
@@ -78,7 +80,14 @@ def features_of(mod: str, rgb: np.ndarray, pt: np.ndarray, uff: UFF | None, devi
 
 
 def build_banks(
-    feats: list, mode: str, uff: UFF | None, cfg: dict[str, Any], folder: Path, seed: int, device: str, log: Any
+    feats: list,
+    mode: str,
+    uff: UFF | None,
+    cfg: dict[str, Any],
+    folder: Path,
+    seed: int,
+    device: str,
+    log: Any,
 ) -> CategoryState:
     """Raw float16 memmap banks (zero rows dropped) -> scalar norms -> coreset -> normalised float32 banks."""
     mods = MODALITIES[mode]
@@ -97,7 +106,9 @@ def build_banks(
         st.norm[m] = (stats["pt"][0], stats["rgb"][1]) if cfg["memory"]["norm"] == "reference" else stats[m]
     sizes = coreset_sizes({m: len(raw[m]) for m in mods}, rows_per["pt"] * len(feats), cfg)
     for k, m in enumerate(mods):
-        rows = subsample_bank(raw[m], sizes[m], cfg, seed + k, device) if len(raw[m]) else np.zeros((0, dims[m]))
+        rows = (
+            subsample_bank(raw[m], sizes[m], cfg, seed + k, device) if len(raw[m]) else np.zeros((0, dims[m]))
+        )
         mu, sd = st.norm[m]
         bank = (rows - mu) / sd
         if m == "pt" or len(bank) == 0:  # background test patches (all zero) find an exact match in pt
@@ -108,7 +119,13 @@ def build_banks(
 
 
 def score_sample(
-    st: CategoryState, rgb: np.ndarray, pt: np.ndarray, mode: str, uff: UFF | None, cfg: dict[str, Any], device: str
+    st: CategoryState,
+    rgb: np.ndarray,
+    pt: np.ndarray,
+    mode: str,
+    uff: UFF | None,
+    cfg: dict[str, Any],
+    device: str,
 ) -> dict[str, tuple[float, np.ndarray]]:
     """Per-bank (image score, blurred 224 map) of one sample."""
     out = {}
@@ -120,7 +137,11 @@ def score_sample(
         bank = st.banks[mod].to(device)
         if mod == "fs":  # background patches: distance 0 (see features_of)
             fg = torch.from_numpy(np.any(raw != 0, axis=1)).to(device)
-            s, m = score_bank(x[fg], bank, bool(m_cfg["reweight"]), int(m_cfg["chunk"])) if fg.any() else (0.0, None)
+            s, m = (
+                score_bank(x[fg], bank, bool(m_cfg["reweight"]), int(m_cfg["chunk"]))
+                if fg.any()
+                else (0.0, None)
+            )
             full = torch.zeros(len(x), device=device)
             if m is not None:
                 full[fg] = m
@@ -131,7 +152,9 @@ def score_sample(
     return out
 
 
-def combine(st: CategoryState, scores: dict[str, tuple[float, np.ndarray]], mode: str) -> tuple[float, np.ndarray]:
+def combine(
+    st: CategoryState, scores: dict[str, tuple[float, np.ndarray]], mode: str
+) -> tuple[float, np.ndarray]:
     """Decision-layer fusion: single bank -> its own score; several -> w.x over the scaled score vectors."""
     mods = MODALITIES[mode]
     if len(mods) == 1:
@@ -190,7 +213,9 @@ def to_state_dict(states: dict[str, CategoryState], uff: UFF | None) -> dict[str
     return sd
 
 
-def from_state_dict(sd: dict[str, torch.Tensor], extra: dict[str, Any], cfg: dict[str, Any]) -> tuple[dict, UFF | None]:
+def from_state_dict(
+    sd: dict[str, torch.Tensor], extra: dict[str, Any], cfg: dict[str, Any]
+) -> tuple[dict, UFF | None]:
     """Rebuild the per-category states and the UFF module from a checkpoint."""
     uff = None
     if extra.get("uff"):

@@ -124,7 +124,9 @@ def keep_largest(xyz: np.ndarray, rgb: np.ndarray, cfg: dict[str, Any]) -> None:
     elif cfg["cluster"] == "dbscan":
         labels = dbscan_labels(xyz[valid].astype(np.float64), cfg["cluster_eps"], cfg["cluster_min_points"])
     else:
-        raise UsageError(f"unknown cluster mode '{cfg['cluster']}'", "preprocess.cluster", "Use grid, dbscan or none.")
+        raise UsageError(
+            f"unknown cluster mode '{cfg['cluster']}'", "preprocess.cluster", "Use grid, dbscan or none."
+        )
     ids, sizes = np.unique(labels, return_counts=True)  # reference quirk: noise (-1) counts as a cluster
     drop = np.zeros(valid.shape, dtype=bool)
     drop[valid] = labels != ids[np.argmax(sizes)]
@@ -132,7 +134,9 @@ def keep_largest(xyz: np.ndarray, rgb: np.ndarray, cfg: dict[str, Any]) -> None:
     rgb[drop] = 0
 
 
-def preprocess_sample(rgb_path: Path, xyz_path: Path, gt_path: Path | None, cfg: dict[str, Any], seed: int) -> tuple:
+def preprocess_sample(
+    rgb_path: Path, xyz_path: Path, gt_path: Path | None, cfg: dict[str, Any], seed: int
+) -> tuple:
     """One sample through the three steps: (rgb uint8, xyz float32, gt uint8 or None), all padded squares."""
     xyz = read_xyz(xyz_path).copy()
     rgb = np.array(read_rgb(rgb_path))
@@ -148,7 +152,11 @@ def preprocess_sample(rgb_path: Path, xyz_path: Path, gt_path: Path | None, cfg:
 
 
 def preprocess_root(
-    src: Path, out: Path, cfg: dict[str, Any], seed: int = 0, track: Callable[[Iterable, str], Iterable] | None = None
+    src: Path,
+    out: Path,
+    cfg: dict[str, Any],
+    seed: int = 0,
+    track: Callable[[Iterable, str], Iterable] | None = None,
 ) -> list[str]:
     """Preprocess every category of `src` into `out` (same layout); returns the categories written."""
     import tifffile
@@ -171,7 +179,9 @@ def preprocess_root(
     for n, (cat, cdir, xyz_path) in enumerate(items):
         folder = xyz_path.parent.parent
         stem = xyz_path.stem
-        rgb, xyz, gt = preprocess_sample(folder / "rgb" / f"{stem}.png", xyz_path, folder / "gt" / f"{stem}.png", cfg, seed + n)
+        rgb, xyz, gt = preprocess_sample(
+            folder / "rgb" / f"{stem}.png", xyz_path, folder / "gt" / f"{stem}.png", cfg, seed + n
+        )
         dst = out / cat / folder.relative_to(cdir)
         for sub in ("rgb", "xyz") + (("gt",) if gt is not None else ()):
             (dst / sub).mkdir(parents=True, exist_ok=True)

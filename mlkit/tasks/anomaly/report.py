@@ -36,7 +36,9 @@ def print_table(console: Any, per_cat: dict[str, dict[str, float]], title: str) 
 def markdown(per_cat: dict[str, dict[str, float]]) -> str:
     """The same table as GitHub markdown."""
     head = "| category | " + " | ".join(n for _, n in COLUMNS) + " |\n|---|" + "---:|" * len(COLUMNS) + "\n"
-    body = "".join(f"| {c} | " + " | ".join(f"{v:.3f}" for v in vals) + " |\n" for c, vals in table_rows(per_cat))
+    body = "".join(
+        f"| {c} | " + " | ".join(f"{v:.3f}" for v in vals) + " |\n" for c, vals in table_rows(per_cat)
+    )
     return head + body
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -50,7 +49,9 @@ def make_synthetic(base: Path, cfg: dict[str, Any], ctx: Ctx) -> Path:
     from mlkit.tasks.anomaly.synth import write_dataset
 
     s = cfg["synth"]
-    counts = {k: int(s[k]) for k in ("train", "validation", "test_good", "test_dent", "test_stain", "test_combined")}
+    counts = {
+        k: int(s[k]) for k in ("train", "validation", "test_good", "test_dent", "test_stain", "test_combined")
+    }
     write_dataset(base / "raw", int(cfg["seed"]), int(s["size"]), counts)
     preprocess_root(base / "raw", base / "mvtec", cfg["preprocess"], int(cfg["seed"]), ctx.track)
     ctx.log(f"synthetic data written to {base} (raw/ and preprocessed mvtec/)")
@@ -110,8 +111,14 @@ def train(cfg: dict[str, Any], ctx: Ctx) -> dict[str, float]:
         train_s = _limit(D.split_samples(cdir, "train"), int(cfg["max_train"]))
         val_s = D.split_samples(cdir, "validation") if (cdir / "validation").is_dir() else []
         n = len(train_s)
-        gb = n * 2 * ((784 * d_rgb) + 3136 * d_pt + (3136 * (d_rgb + d_pt) if mode in ("fusion", "triple") else 0))
-        ctx.log(f"[bold]{cat}[/]: {n} train, {len(val_s)} validation images; raw banks up to {gb / 2**30:.2f} GiB (float16)")
+        gb = (
+            n
+            * 2
+            * ((784 * d_rgb) + 3136 * d_pt + (3136 * (d_rgb + d_pt) if mode in ("fusion", "triple") else 0))
+        )
+        ctx.log(
+            f"[bold]{cat}[/]: {n} train, {len(val_s)} validation images; raw banks up to {gb / 2**30:.2f} GiB (float16)"
+        )
         feats[cat], spent = extract(train_s, ext, feature_cache(cfg, ctx.run_dir, root, cat, "train"), ctx.track,
                                     f"{cat} pass A")  # fmt: skip
         vals[cat], _ = extract(val_s, ext, feature_cache(cfg, ctx.run_dir, root, cat, "validation"), ctx.track,
@@ -126,13 +133,19 @@ def train(cfg: dict[str, Any], ctx: Ctx) -> dict[str, float]:
     states: dict[str, CategoryState] = {}
     for k, cat in enumerate(cats):
         ctx.log(f"[bold]{cat}[/]: memory banks ({mode})")
-        st = build_banks(feats[cat], mode, uff, cfg, cache / cat, int(cfg["seed"]) + 17 * k, ctx.device, ctx.log)
+        st = build_banks(
+            feats[cat], mode, uff, cfg, cache / cat, int(cfg["seed"]) + 17 * k, ctx.device, ctx.log
+        )
         fit_set = feats[cat]
         if cfg["fusion"]["fit"] == "validation":
             if not vals[cat]:
-                raise DataError("--fusion-fit validation needs validation/good images", cat, "Use --fusion-fit train.")
+                raise DataError(
+                    "--fusion-fit validation needs validation/good images", cat, "Use --fusion-fit train."
+                )
             fit_set = vals[cat]
-        scored = [score_sample(st, r, p, mode, uff, cfg, ctx.device) for r, p in ctx.track(fit_set, f"{cat} pass C")]
+        scored = [
+            score_sample(st, r, p, mode, uff, cfg, ctx.device) for r, p in ctx.track(fit_set, f"{cat} pass C")
+        ]
         fit_fusion(st, scored, mode, cfg, int(cfg["seed"]))
         _thresholds(st, vals[cat] or feats[cat], mode, uff, cfg, ctx, cat, bool(vals[cat]))
         states[cat] = st
@@ -184,9 +197,13 @@ def evaluate(cfg: dict[str, Any], ctx: Ctx, ckpt: dict) -> dict[str, float]:
     states, uff = from_state_dict(ckpt["state_dict"], extra, cfg)
     root = data_root(cfg, ctx, extra)
     cats = D.pick_categories(str(cfg["category"]), list(extra["categories"]))
-    out_dir = Path(extra["run_dir"]) / "eval" if extra.get("run_dir") and Path(extra["run_dir"]).is_dir() else None
+    out_dir = (
+        Path(extra["run_dir"]) / "eval" if extra.get("run_dir") and Path(extra["run_dir"]).is_dir() else None
+    )
     run_dir = Path(extra["run_dir"]) if out_dir is not None else None
-    return _evaluate(cfg, ctx, states, uff, root, cats, extra["modalities"], Extractor(cfg, ctx.device), out_dir, run_dir)
+    return _evaluate(
+        cfg, ctx, states, uff, root, cats, extra["modalities"], Extractor(cfg, ctx.device), out_dir, run_dir
+    )
 
 
 def _evaluate(cfg: dict[str, Any], ctx: Ctx, states: dict[str, CategoryState], uff: UFF | None, root: Path,
@@ -204,7 +221,9 @@ def _evaluate(cfg: dict[str, Any], ctx: Ctx, states: dict[str, CategoryState], u
         samples = D.split_samples(D.category_dir(root, cat), "test")
         st = states[cat]
         scores, labels, defects, maps, gts = [], [], [], [], []
-        feats, _ = extract(samples, ext, feature_cache(cfg, run_dir, root, cat, "test"), ctx.track, f"{cat} test")
+        feats, _ = extract(
+            samples, ext, feature_cache(cfg, run_dir, root, cat, "test"), ctx.track, f"{cat} test"
+        )
         for s, (r, p) in zip(samples, feats):
             x = D.load(s, ext.size)
             sc, m = combine(st, score_sample(st, r, p, mode, uff, cfg, ctx.device), mode)
@@ -214,7 +233,14 @@ def _evaluate(cfg: dict[str, Any], ctx: Ctx, states: dict[str, CategoryState], u
             maps.append(m)
             gts.append(x["gt"])
             if cfg["save_maps"] and out_dir is not None:
-                save_panel(out_dir / "maps" / cat / f"{s.name}.png", x["rgb"], m, x["gt"], st.pix_thr * 0.5, st.pix_thr * 1.5)
+                save_panel(
+                    out_dir / "maps" / cat / f"{s.name}.png",
+                    x["rgb"],
+                    m,
+                    x["gt"],
+                    st.pix_thr * 0.5,
+                    st.pix_thr * 1.5,
+                )
         sc_a, lab_a = np.asarray(scores), np.asarray(labels)
         res = {
             "i_auroc": roc_auc(sc_a, lab_a),
@@ -251,7 +277,9 @@ def predict(cfg: dict[str, Any], ctx: Ctx, ckpt: dict, records: Iterable[str]) -
     states, uff = from_state_dict(ckpt["state_dict"], extra, cfg)
     uff = uff.to(ctx.device) if uff is not None else None
     ext = Extractor(cfg, ctx.device)
-    run_dir = Path(extra["run_dir"]) if extra.get("run_dir") and Path(extra["run_dir"]).is_dir() else Path(".")
+    run_dir = (
+        Path(extra["run_dir"]) if extra.get("run_dir") and Path(extra["run_dir"]).is_dir() else Path(".")
+    )
     out = run_dir / "predictions"
     out.mkdir(parents=True, exist_ok=True)
     mode = extra["modalities"]
@@ -288,6 +316,6 @@ def _category_of(path: Path, cats: list[str]) -> str:
     for part in reversed(Path(path).resolve().parts):
         if part in cats:
             return part
-    raise DataError("cannot tell the category of this file", str(path), f"Put it under a folder named one of {cats}.")
-
-
+    raise DataError(
+        "cannot tell the category of this file", str(path), f"Put it under a folder named one of {cats}."
+    )
