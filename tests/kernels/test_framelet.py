@@ -106,3 +106,19 @@ def test_cuda_path_matches_cpu():
                                rtol=1e-4, atol=1e-4)
     framelet_reconstruct_torch(adj, got, coef, alphas).sum().backward()
     assert xt.grad is not None and torch.isfinite(xt.grad).all()
+
+
+@pytest.mark.bench
+def test_transform_benchmark_tiny():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "framelet_transform.py"
+    spec = importlib.util.spec_from_file_location("framelet_transform_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--sizes", "1500", "--no-cora", "--copy-mb", "16"])
+    by = {r["method"]: r for r in rows}
+    assert by["matrix-free (numba)"]["GB/s"] > 0
+    assert by["materialized (numba)"]["rel_diff_vs_mf"] < 1e-4
+    assert by["original-style scipy"]["rel_diff_vs_mf"] < 1e-4
