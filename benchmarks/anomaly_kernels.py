@@ -105,11 +105,38 @@ def bench(small: bool = False, repeat: int = 3) -> list[dict[str, Any]]:
     return rows
 
 
+def bench_extraction(root: str, n: int = 8) -> dict[str, float]:
+    """Default extractors (handcrafted RGB + FPFH) on the first n train samples of a category: wall and CPU s/sample."""
+    from importlib import resources
+    from pathlib import Path
+
+    import yaml
+
+    from mlkit.tasks.anomaly.data import load, split_samples
+    from mlkit.tasks.anomaly.features import Extractor
+
+    cfg = yaml.safe_load(resources.files("mlkit.tasks.anomaly").joinpath("config.yaml").read_text())
+    ext = Extractor(cfg)
+    samples = split_samples(Path(root), "train")[:n]
+    ext(load(samples[0]))  # warm-up: imports and Numba cache loads
+    w, c = time.perf_counter(), time.process_time()
+    for s in samples:
+        ext(load(s))
+    return {"samples": len(samples), "wall_s": (time.perf_counter() - w) / len(samples),
+            "cpu_s": (time.process_time() - c) / len(samples)}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="tiny sizes (seconds)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--extract", metavar="CATEGORY_DIR", help="only time feature extraction on this category folder"
+    )
     args = ap.parse_args(argv)
+    if args.extract:
+        print(json.dumps({"extraction": bench_extraction(args.extract)}))
+        return 0
     rows = bench(args.small, args.repeat)
     from rich.console import Console
     from rich.table import Table
