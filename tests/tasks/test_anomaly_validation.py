@@ -27,7 +27,7 @@ MODES = ("rgb", "pt", "fusion", "double", "triple")
 
 @pytest.mark.slow
 def test_spec7_synthetic_validation(tmp_path, capsys):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     assert main(["anomaly", "synth", "--out", str(tmp_path / "raw"), "--categories", "blob", "--test-good", "24",
                  "--test-defect", "24"]) == 0  # fmt: skip
     assert (
@@ -55,13 +55,15 @@ def test_spec7_synthetic_validation(tmp_path, capsys):
         assert rc == 0, cap.err[-3000:]
         run = Path(json.loads(cap.out)["run_dir"])
         res = json.loads((run / "results.json").read_text())["categories"]["blob"]
-        res["extract_s"] = json.loads((run / "metrics.json").read_text())["train/extract_s_per_sample"]
+        res["extract_cpu_s"] = json.loads((run / "metrics.json").read_text())[
+            "train/extract_cpu_s_per_sample"
+        ]
         results[mode] = res
-    total = time.perf_counter() - t0
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
     summary = {
         m: {k: results[m][k] for k in ("i_auroc", "p_auroc", "aupro", "i_auroc_by_defect")} for m in MODES
     }
-    print(json.dumps({"seconds": total, "results": summary}, indent=1))
+    print(json.dumps({"seconds": total, "cpu_seconds": cpu, "results": summary}, indent=1))
     rgb, pt = results["rgb"]["i_auroc_by_defect"], results["pt"]["i_auroc_by_defect"]
     assert rgb["stain"] >= 0.95 and abs(rgb["dent"] - 0.5) <= 0.15, rgb
     assert pt["dent"] >= 0.95 and abs(pt["stain"] - 0.5) <= 0.15, pt
@@ -70,8 +72,10 @@ def test_spec7_synthetic_validation(tmp_path, capsys):
         r = results[mode]
         assert r["i_auroc"] >= 0.90 and r["i_auroc"] >= best_single + 0.05, (mode, r["i_auroc"], best_single)
         assert r["aupro"] >= 0.80, (mode, r["aupro"])
-    assert results["rgb"]["extract_s"] < 1.0  # the first run extracts; later runs reuse the shared cache
-    assert total < 600, total
+    # the first run extracts (later runs reuse the shared cache); CPU time, since wall time on the shared 2-core
+    # machine depends on the other users' load
+    assert results["rgb"]["extract_cpu_s"] < 1.0
+    assert cpu < 600, cpu  # spec §7: under 10 min on 2 cores (CPU time: the machine is shared)
 
 
 @pytest.mark.slow

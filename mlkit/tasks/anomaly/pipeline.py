@@ -40,18 +40,23 @@ class CategoryState:
 
 def extract(
     samples: list[Sample], extractor: Any, cache: Path | None, track: Any, label: str
-) -> tuple[list, float]:
-    """Pass A: features of every sample, cached as float16 .npy when `cache` is set; returns (pairs, s/sample)."""
-    out, spent, n = [], 0.0, 0
+) -> tuple[list, tuple[float, float]]:
+    """Pass A: features of every sample, cached as float16 .npy when `cache` is set.
+
+    Returns (pairs, (wall s, CPU s) per freshly extracted sample); CPU time (all threads of this process) is the
+    number that does not depend on how busy a shared machine is.
+    """
+    out, spent, cpu, n = [], 0.0, 0.0, 0
     for i, s in enumerate(track(samples, label)):
         rgb_p = cache / f"{i:04d}_rgb.npy" if cache else None
         pt_p = cache / f"{i:04d}_pt.npy" if cache else None
         if rgb_p is not None and rgb_p.is_file() and pt_p.is_file():
             out.append((np.load(rgb_p, mmap_mode="r"), np.load(pt_p, mmap_mode="r")))
             continue
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         rgb, pt = extractor(load(s, extractor.size))
         spent += time.perf_counter() - t0
+        cpu += time.process_time() - c0
         n += 1
         if cache is not None:
             cache.mkdir(parents=True, exist_ok=True)
@@ -60,7 +65,7 @@ def extract(
             out.append((np.load(rgb_p, mmap_mode="r"), np.load(pt_p, mmap_mode="r")))
         else:
             out.append((rgb.astype(np.float16), pt.astype(np.float16)))
-    return out, spent / max(1, n)
+    return out, (spent / max(1, n), cpu / max(1, n))
 
 
 def features_of(mod: str, rgb: np.ndarray, pt: np.ndarray, uff: UFF | None, device: str) -> np.ndarray:
