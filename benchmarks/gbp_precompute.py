@@ -69,10 +69,24 @@ def graph_for(root: Path, n: int, features: int, degree: float) -> Path:
     return d
 
 
-def run_size(n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+class _Rows(list):
+    """A list that reports every row as it is added (so a long run shows its results as it goes)."""
+
+    def __init__(self, on_row: Callable[[dict[str, Any]], None] | None) -> None:
+        super().__init__()
+        self.on_row = on_row
+
+    def append(self, row: dict[str, Any]) -> None:  # type: ignore[override]
+        super().append(row)
+        if self.on_row:
+            self.on_row(row)
+
+
+def run_size(n: int, args: argparse.Namespace, on_row: Callable[[dict[str, Any]], None] | None = None
+             ) -> list[dict[str, Any]]:
     import numba
 
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = _Rows(on_row)
     d = graph_for(Path(args.root), n, args.features, args.degree)
     t = time.perf_counter()
     g = load_graph(d)
@@ -172,18 +186,21 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--thread-compare", action="store_true", help="push on 1 thread and on all threads")
     ap.add_argument("--skip-all-nodes", action="store_true", help="only case A (targets)")
     args = ap.parse_args(argv)
-    rows: list[dict[str, Any]] = []
-    for n in args.sizes:
-        rows += run_size(n, args)
     cols = ["n", "case", "method", "setting", "time_s", "cpu_s", "error", "peak_rss_gb"]
     print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for r in rows:
-        cells = [f"{r[c]:,}" if c == "n" else (f"{r[c]:.3g}" if isinstance(r.get(c), float) else str(r.get(c, "")))
-                 for c in cols]
-        print("| " + " | ".join(cells) + " |")
+    print("|" + "---|" * len(cols), flush=True)
+    rows: list[dict[str, Any]] = []
+    for n in args.sizes:
+        for r in run_size(n, args, on_row=lambda r: _print_row(r, cols)):
+            rows.append(r)
     _ratios(rows)
     return rows
+
+
+def _print_row(r: dict[str, Any], cols: list[str]) -> None:
+    cells = [f"{r[c]:,}" if c == "n" else (f"{r[c]:.3g}" if isinstance(r.get(c), float) else str(r.get(c, "")))
+             for c in cols]
+    print("| " + " | ".join(cells) + " |", flush=True)
 
 
 def _ratios(rows: list[dict[str, Any]]) -> None:
