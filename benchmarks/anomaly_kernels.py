@@ -1,7 +1,8 @@
 """Benchmark the anomaly hot spots against plain references in the same run: FPS, greedy coreset, kNN scoring.
 
-    python benchmarks/anomaly_kernels.py            # paper-like sizes (a few minutes on 2 cores)
-    python benchmarks/anomaly_kernels.py --small    # seconds
+    python benchmarks/anomaly_kernels.py                  # paper-like sizes (many minutes on 2 shared cores)
+    python benchmarks/anomaly_kernels.py --size medium    # a minute or two
+    python benchmarks/anomaly_kernels.py --small          # seconds
 Prints a table (stderr) and one JSON object (stdout) with times and speed-ups. anomalib's PatchCore k-center
 greedy is timed too when anomalib is importable.
 """
@@ -47,7 +48,7 @@ def _numpy_f32_coreset(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def bench(small: bool = False, repeat: int = 3) -> list[dict[str, Any]]:
+def bench(small: bool = False, repeat: int = 3, size: str = "paper") -> list[dict[str, Any]]:
     """Run every comparison; each row: kernel, size, candidate, baseline, seconds, speed-up, agreement."""
     rng = np.random.default_rng(0)
     rows: list[dict[str, Any]] = []
@@ -67,7 +68,7 @@ def bench(small: bool = False, repeat: int = 3) -> list[dict[str, Any]]:
     row("fps", f"N={n} G={g}", "torch cpu", t_tc, "numpy loop", t_ref, np.array_equal(got_t.numpy(), ref))
 
     # greedy coreset on projected features
-    n, d, k = (5000, 64, 200) if small else (100000, 128, 2000)
+    n, d, k = (5000, 64, 200) if small else ((20000, 128, 1000) if size == "medium" else (100000, 128, 2000))
     x = rng.normal(size=(n, d)).astype(np.float32)
     t_ref, ref = timeit(lambda: coreset_reference(x, k), 1)
     xt = torch.from_numpy(x)
@@ -129,6 +130,7 @@ def bench_extraction(root: str, n: int = 8) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="tiny sizes (seconds)")
+    ap.add_argument("--size", choices=("medium", "paper"), default="paper", help="coreset problem size")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument(
         "--extract", metavar="CATEGORY_DIR", help="only time feature extraction on this category folder"
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.extract:
         print(json.dumps({"extraction": bench_extraction(args.extract)}))
         return 0
-    rows = bench(args.small, args.repeat)
+    rows = bench(args.small, args.repeat, args.size)
     from rich.console import Console
     from rich.table import Table
 
