@@ -54,32 +54,39 @@ def setup(data: str | None, lexicon: str | None, n: int, hidden: int):
     return model, items
 
 
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def batches(items, size):
     order = np.argsort([len(it["chars"]) for it in items], kind="stable")
     return [[items[i] for i in order[a : a + size]] for a in range(0, len(order), size)]
 
 
-def run_train(model, groups, per_sentence: bool) -> tuple[float, float]:
+def run_train(model, groups, per_sentence: bool, device: str = "cpu") -> tuple[float, float]:
     model.train()
     model.per_sentence = per_sentence
     opt = torch.optim.SGD(model.parameters(), lr=0.001)
     t0, c0 = time.perf_counter(), time.process_time()
     for group in groups:
-        batch = collate(group, "lattice", per_sentence=per_sentence)
+        batch = collate(group, "lattice", device, per_sentence=per_sentence)
         loss = model.loss(batch).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
+    _sync(device)
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def run_predict(model, groups, per_sentence: bool) -> tuple[float, float]:
+def run_predict(model, groups, per_sentence: bool, device: str = "cpu") -> tuple[float, float]:
     model.eval()
     model.per_sentence = per_sentence
     t0, c0 = time.perf_counter(), time.process_time()
     with torch.no_grad():
         for group in groups:
-            model.decode(collate(group, "lattice", per_sentence=per_sentence))
+            model.decode(collate(group, "lattice", device, per_sentence=per_sentence))
+    _sync(device)
     return time.perf_counter() - t0, time.process_time() - c0
 
 
@@ -92,23 +99,26 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--predict-batch-size", type=int, default=64)
     ap.add_argument("--hidden", type=int, default=200, help="total hidden size (both directions)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (same device for both paths)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model, items = setup(args.data, args.lexicon, args.sentences, args.hidden)
+    model.to(args.device)
+    dev = args.device
     n_sent, n_chars = len(items), sum(len(it["chars"]) for it in items)
     n_words = sum(len(it["ws"]) for it in items)
-    run_train(model, batches(items[:32], args.batch_size), False)  # warm-up (numba, allocator)
-    run_predict(model, batches(items[:32], args.predict_batch_size), False)
+    run_train(model, batches(items[:32], args.batch_size), False, dev)  # warm-up (numba, allocator)
+    run_predict(model, batches(items[:32], args.predict_batch_size), False, dev)
     res = {
-        "train_batched": run_train(model, batches(items, args.batch_size), False),
-        "train_per_sentence": run_train(model, batches(items, 1), True),
-        "predict_batched": run_predict(model, batches(items, args.predict_batch_size), False),
-        "predict_per_sentence": run_predict(model, batches(items, 1), True),
+        "train_batched": run_train(model, batches(items, args.batch_size), False, dev),
+        "train_per_sentence": run_train(model, batches(items, 1), True, dev),
+        "predict_batched": run_predict(model, batches(items, args.predict_batch_size), False, dev),
+        "predict_per_sentence": run_predict(model, batches(items, 1), True, dev),
     }
     print(
         f"{n_sent} sentences, {n_chars} chars, {n_words / n_chars:.2f} matched words/char, hidden {args.hidden}, "
-        f"threads {args.threads}, train batch {args.batch_size}, predict batch {args.predict_batch_size}"
+        f"threads {args.threads}, device {dev}, train batch {args.batch_size}, predict batch {args.predict_batch_size}"
     )
     print(
         "wall = elapsed seconds; cpu = this process's CPU seconds (the fairer number on shared, busy cores)"
