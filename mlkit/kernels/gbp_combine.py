@@ -162,11 +162,18 @@ def _one_block(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, lptr, l
             acc[jj] = q[s, jj] + wts[0] * res[0, s, jj] + zz[0, s, jj]
         for j in range(1, levels + 1):
             wj = wts[j]
-            for p in range(lptr[j - 1, i], lptr[j - 1, i + 1]):
-                pr = lprobs[j - 1, p]
-                u = lnodes[j - 1, p]
-                for jj in range(nb):
-                    acc[jj] += pr * (wj * res[0, u, jj] + zz[j, u, jj])
+            if wj != 0.0:
+                for p in range(lptr[j - 1, i], lptr[j - 1, i + 1]):
+                    pr = lprobs[j - 1, p]
+                    u = lnodes[j - 1, p]
+                    for jj in range(nb):
+                        acc[jj] += pr * (wj * res[0, u, jj] + zz[j, u, jj])
+            elif j < levels:  # Z_L = 0; with w_j = 0 only the pushed residues (Z_j) can reach s
+                for p in range(lptr[j - 1, i], lptr[j - 1, i + 1]):
+                    pr = lprobs[j - 1, p]
+                    u = lnodes[j - 1, p]
+                    for jj in range(nb):
+                        acc[jj] += pr * zz[j, u, jj]
         for jj in range(nb):
             out[c0 + jj, i] = dpos[s] * acc[jj]
     # reset what this block touched
