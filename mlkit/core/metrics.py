@@ -80,62 +80,70 @@ def _trapezoid_until(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
     return area
 
 
-def spans_from_tags(tags: Sequence[str], scheme: str = "bmes") -> list[tuple[int, int, str]]:
+def spans_from_tags(tags: Sequence[str], scheme: str = "bmes", strict: bool = False) -> list[tuple[int, int, str]]:
     """Entity spans (start, end exclusive, type) from a tag sequence in BMES/BIOES or BIO.
 
-    A span is started by B (or S, a one-token span); I/M continue a span of the same type; E closes it. Broken
-    sequences (an I/M/E without a matching open span) start a new span, as conlleval does.
+    Lenient (default, as conlleval): an I/M/E without a matching open span starts a new span, and a span left
+    open is closed where the next one starts. strict=True keeps only well-formed spans: in BMES/BIOES a span is
+    S-X, or B-X (M-X)* E-X with one type throughout; in BIO it is B-X (I-X)*; anything dangling is dropped.
     """
     scheme = scheme.lower()
+    if scheme not in ("bmes", "bioes", "bio", "iobes"):
+        raise ValueError(f"unknown tag scheme {scheme}")
+    has_end = scheme != "bio"
     spans: list[tuple[int, int, str]] = []
     start: int | None = None
     cur: str | None = None
 
-    def close(end: int) -> None:
+    def close(end: int, complete: bool) -> None:
         nonlocal start, cur
-        if start is not None and cur is not None:
+        if start is not None and cur is not None and (complete or not strict):
             spans.append((start, end, cur))
         start, cur = None, None
 
     for i, tag in enumerate(tags):
         if tag in ("O", "") or "-" not in tag:
-            close(i)
+            close(i, not has_end)
             continue
         prefix, typ = tag.split("-", 1)
         prefix = prefix.upper()
         if prefix == "S":
-            close(i)
+            close(i, not has_end)
             spans.append((i, i + 1, typ))
         elif prefix == "B":
-            close(i)
+            close(i, not has_end)
             start, cur = i, typ
         elif prefix in ("I", "M"):
             if cur != typ:
-                close(i)
-                start, cur = i, typ
+                close(i, not has_end)
+                if not strict:
+                    start, cur = i, typ
         elif prefix == "E":
             if cur != typ:
-                close(i)
+                close(i, False)
+                if strict:
+                    continue
                 start, cur = i, typ
-            close(i + 1)
+            close(i + 1, True)
         else:
-            close(i)
-    close(len(tags))
-    if scheme not in ("bmes", "bioes", "bio", "iobes"):
-        raise ValueError(f"unknown tag scheme {scheme}")
+            close(i, not has_end)
+    close(len(tags), not has_end)
     return spans
 
 
 def span_prf(
-    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str = "bmes"
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str = "bmes", strict: bool = False
 ) -> dict[str, float]:
-    """Exact-match span precision, recall, F1 (micro over all spans) plus per type `<type>/precision` etc."""
+    """Exact-match span precision, recall, F1 (micro over all spans) plus per type `<type>/precision` etc.
+
+    strict=True counts only well-formed spans (see spans_from_tags).
+    """
     tp: dict[str, int] = {}
     n_gold: dict[str, int] = {}
     n_pred: dict[str, int] = {}
     for g, p in zip(gold, pred):
-        gs = set(spans_from_tags(g, scheme))
-        ps = set(spans_from_tags(p, scheme))
+        gs = set(spans_from_tags(g, scheme, strict))
+        ps = set(spans_from_tags(p, scheme, strict))
         for s in gs:
             n_gold[s[2]] = n_gold.get(s[2], 0) + 1
         for s in ps:

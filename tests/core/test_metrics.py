@@ -84,6 +84,23 @@ def test_spans_bmes_bio_bioes():
     assert M.spans_from_tags(["B-X", "I-X", "E-X", "S-Y"], "bioes") == [(0, 3, "X"), (3, 4, "Y")]
 
 
+def test_strict_spans_drop_dangling_and_mixed_types():
+    tags = ["B-A", "M-A", "E-A", "B-A", "O", "M-B", "E-B", "B-A", "E-B", "S-C", "B-D"]
+    assert M.spans_from_tags(tags, strict=True) == [(0, 3, "A"), (9, 10, "C")]
+    lenient = M.spans_from_tags(tags)
+    assert (0, 3, "A") in lenient and (3, 4, "A") in lenient and (5, 7, "B") in lenient and (10, 11, "D") in lenient
+    assert M.spans_from_tags(["B-A", "I-A", "I-B", "O", "I-A", "B-C"], "bio", strict=True) == [(0, 2, "A"), (5, 6, "C")]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["O", "B-A", "M-A", "E-A", "S-A", "B-B", "E-B"]), max_size=25))
+def test_strict_spans_are_a_subset_of_lenient_ones(tags):
+    strict = M.spans_from_tags(tags, strict=True)
+    assert set(strict) <= set(M.spans_from_tags(tags))
+    for a, b, typ in strict:
+        assert tags[a] in (f"B-{typ}", f"S-{typ}") and tags[b - 1] in (f"E-{typ}", f"S-{typ}")
+
+
 def test_span_prf_counts():
     gold = [["B-A", "E-A", "O", "S-B"], ["S-A", "O"]]
     pred = [["B-A", "E-A", "O", "O"], ["S-B", "O"]]

@@ -137,7 +137,7 @@ def score(
         model, vocab, [c for c, _ in data], cfg["max_len"], cfg["predict"]["batch_size"], device
     )
     gold = [t for _, t in data]
-    m = span_prf(gold, pred, "bmes")
+    m = span_prf(gold, pred, "bmes", strict=True)  # spec §2.9 [ours]: dangling or mixed-type spans do not count
     n_tok = sum(len(g) for g in gold)
     m["token_accuracy"] = sum(a == b for g, p in zip(gold, pred) for a, b in zip(g, p)) / max(n_tok, 1)
     return {f"{prefix}/{k}": float(v) for k, v in m.items()}
@@ -279,7 +279,7 @@ def _output(line: str, chars: list[str], offsets: list[int], tags: list[str], fm
     if fmt == "conll":
         return "".join(f"{c} {t}\n" for c, t in zip(chars, tags)) + "\n"
     ents = []
-    for a, b, typ in spans_from_tags(tags, "bmes"):
+    for a, b, typ in spans_from_tags(tags, "bmes", strict=True):
         start, end = offsets[a], offsets[b - 1] + 1
         ents.append({"start": start, "end": end, "type": typ, "text": line[start:end]})
     return {"text": line, "entities": ents}
