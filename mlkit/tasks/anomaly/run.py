@@ -159,6 +159,7 @@ def train(cfg: dict[str, Any], ctx: Ctx) -> dict[str, float]:
         "run_dir": str(ctx.run_dir),
     }
     sd = to_state_dict(states, uff)
+    states, _ = from_state_dict(sd, extra, cfg)  # test with the float16 banks the checkpoint holds (eval == train)
     ckpt = checkpoint.make("anomaly", cfg, sd, epoch=0, extra=extra)
     checkpoint.save(ckpt, ctx.run_dir / "weights" / "last.pt")
     metrics = _evaluate(cfg, ctx, states, uff, root, cats, mode, ext, ctx.run_dir, ctx.run_dir)
