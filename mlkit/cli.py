@@ -123,11 +123,11 @@ def build_task_app(name: str) -> typer.Typer:
             Opt("exist_ok", "--exist-ok", bool, False, "Reuse the run dir if it exists."),
             Opt("resume", "--resume", bool, False, "Continue the run named by --name (default: the newest) from last.pt."),
         ] + _output_opts("train")
-        sub.command("train")(make_command(lambda kw: run_train(name, kw), opts, f"Train {name}."))
+        sub.command("train")(make_command(lambda kw: run_train(name, kw), opts, f"Train a {name} model (see `mlkit {name} config` for every key)."))
     if "eval" in spec.modes:
         opts = [Opt("model", "--model", str, None, "Checkpoint (.pt or run dir); default: newest best.pt.")]
         opts += _config_opts(defaults, spec, "eval") + _output_opts("eval")
-        sub.command("eval")(make_command(lambda kw: run_eval(name, kw), opts, f"Evaluate a {name} checkpoint."))
+        sub.command("eval")(make_command(lambda kw: run_eval(name, kw), opts, f"Evaluate a checkpoint on its test split (task {name})."))
     if "predict" in spec.modes:
         opts = [
             Opt("model", "--model", str, None, "Checkpoint (.pt or run dir); default: newest best.pt."),
@@ -135,7 +135,7 @@ def build_task_app(name: str) -> typer.Typer:
             Opt("output", "--output", str, "-", "Output JSON Lines file; '-' is stdout."),
         ]
         opts += _config_opts(defaults, spec, "predict") + _output_opts("predict")
-        sub.command("predict")(make_command(lambda kw: run_predict(name, kw), opts, f"Predict with a {name} model."))
+        sub.command("predict")(make_command(lambda kw: run_predict(name, kw), opts, f"Predict with a checkpoint (task {name}): records in, JSON Lines out."))
 
     @sub.command("config")
     def show_config() -> None:
