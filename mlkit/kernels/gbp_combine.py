@@ -69,8 +69,9 @@ def _level_nodes(level, n, touched, ntouch, flag):  # noqa: ANN001, ANN202
 
 
 @njit(parallel=True, cache=True)
-def _bidir_blocks(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, lptr, lnodes, lprobs, width, nworkers, out):  # noqa: ANN001, ANN202, E501
-    f, n = xt.shape
+def _bidir_blocks(indptr, indices, deg, xt, cols, dneg, dpos, wts, rmax, targets, lptr, lnodes, lprobs, width, nworkers, out):  # noqa: ANN001, ANN202, E501
+    f = cols.shape[0]
+    n = xt.shape[1]
     levels = wts.shape[0] - 1
     nblocks = (f + width - 1) // width
     workers = min(nworkers, nblocks)
@@ -92,12 +93,12 @@ def _bidir_blocks(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, lptr
         for b in range(wk, nblocks, workers):
             c0 = b * width
             nb = min(f, c0 + width) - c0
-            _one_block(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, lptr, lnodes, lprobs, c0, nb,
+            _one_block(indptr, indices, deg, xt, cols, dneg, dpos, wts, rmax, targets, lptr, lnodes, lprobs, c0, nb,
                        res, flag, touched, ntouch, q, zz, ulist, uflag, qlist, qflag, theta, moved, acc, out)
 
 
 @njit(cache=True)
-def _one_block(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, lptr, lnodes, lprobs, c0, nb,  # noqa: ANN001, ANN202
+def _one_block(indptr, indices, deg, xt, cols, dneg, dpos, wts, rmax, targets, lptr, lnodes, lprobs, c0, nb,  # noqa: ANN001, ANN202
                res, flag, touched, ntouch, q, zz, ulist, uflag, qlist, qflag, theta, moved, acc, out):
     n = xt.shape[1]
     levels = wts.shape[0] - 1
@@ -105,7 +106,7 @@ def _one_block(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, lptr, l
     for jj in range(nb):
         mass = 0.0
         for u in range(n):
-            v = xt[c0 + jj, u] * dneg[u]
+            v = xt[cols[c0 + jj], u] * dneg[u]
             res[0, u, jj] = v
             mass += abs(v)
         theta[jj] = rmax * (mass if mass > 0.0 else 1.0)
@@ -175,7 +176,7 @@ def _one_block(indptr, indices, deg, xt, dneg, dpos, wts, rmax, targets, lptr, l
                     for jj in range(nb):
                         acc[jj] += pr * zz[j, u, jj]
         for jj in range(nb):
-            out[c0 + jj, i] = dpos[s] * acc[jj]
+            out[cols[c0 + jj], i] = dpos[s] * acc[jj]
     # reset what this block touched
     for level in range(1, levels + 1):
         for k in range(ntouch[level]):
@@ -204,6 +205,12 @@ def block_width(num_cols: int, n: int, levels: int, threads: int, budget: int = 
     return int(max(1, min(16, by_threads, by_memory)))
 
 
+def pull_width(num_cols: int, n: int, levels: int, budget: int = 1 << 30) -> int:
+    """Columns per block of the pull kernel: all of them (at most 64) within `budget` bytes of residues."""
+    w = max(1, min(64, num_cols, budget // max((levels + 1) * n * 8, 1)))
+    return int(-(-num_cols // -(-num_cols // w)))  # even blocks
+
+
 def bidirectional_numba(
     indptr: np.ndarray,
     indices: np.ndarray,
@@ -217,20 +224,60 @@ def bidirectional_numba(
     transposed: bool = False,
     out_dtype: Any = np.float32,
     width: int | None = None,
+    mode: str = "auto",
+    rows: tuple[np.ndarray, np.ndarray] | None = None,
+    dense_at: float = 0.2,
 ) -> np.ndarray:
-    """Bidirectional estimate of the target rows: returns [F, |S|] (x as [n, F], or [F, n] if transposed)."""
+    """Bidirectional estimate of the target rows: returns [F, |S|] (x as [n, F], or [F, n] if transposed).
+
+    indptr/indices are the push CSR (A itself when symmetric, else A^T with `deg` the row degrees of A);
+    `rows` = A's CSR for the pull kernel (default: the push CSR when deg is None or it is symmetric).
+    mode: "push" scatters pushes from touched-node lists (cheap when few nodes cross the threshold), "pull"
+    gathers level by level on the targets' ball (gbp_pull), "auto" picks per column: pull when at least
+    `dense_at` of the nodes cross the threshold at level 0. Each column's result depends only on that column.
+    """
     import numba
 
+    from mlkit.kernels import gbp_pull
+
+    if mode not in ("auto", "push", "pull"):
+        raise ValueError(f"mode must be auto, push or pull, not {mode!r}")
     xt = np.ascontiguousarray(x if transposed else np.asarray(x).T)
+    sym_deg = deg is None
     deg = degrees(indptr) if deg is None else np.asarray(deg, dtype=np.float64)
     dneg, dpos = degree_powers(deg, r)
     targets = np.asarray(targets, dtype=np.int64)
-    out = np.empty((xt.shape[0], targets.shape[0]), dtype=out_dtype)
+    f, n = xt.shape
+    out = np.empty((f, targets.shape[0]), dtype=out_dtype)
     lptr, lnodes, lprobs = coef
     w = np.asarray(weights, dtype=np.float64)
-    width = int(width) if width else block_width(xt.shape[0], xt.shape[1], w.shape[0] - 1, numba.get_num_threads())
-    _bidir_blocks(indptr, indices, deg, xt, dneg, dpos, w, float(rmax), targets, lptr, lnodes, lprobs, width,
-                  numba.get_num_threads(), out)
+    levels = w.shape[0] - 1
+    allc = np.arange(f, dtype=np.int64)
+    if mode == "auto":
+        dense = gbp_pull.level0_density(xt, allc, dneg, float(rmax)) >= dense_at if f else np.zeros(0, bool)
+    else:
+        dense = np.full(f, mode == "pull")
+    pull_cols, push_cols = allc[dense], allc[~dense]
+    if push_cols.size:
+        wd = int(width) if width else block_width(push_cols.size, n, levels, numba.get_num_threads())
+        _bidir_blocks(indptr, indices, deg, xt, push_cols, dneg, dpos, w, float(rmax), targets, lptr, lnodes, lprobs,
+                      wd, numba.get_num_threads(), out)
+    if pull_cols.size:
+        if rows is None:
+            rows = (indptr, indices)
+            if not sym_deg:
+                from mlkit.kernels.gbp_push import is_symmetric
+
+                if not is_symmetric(indptr, indices):
+                    import scipy.sparse as sp
+
+                    at = sp.csr_matrix((np.ones(indices.shape[0], np.float32), indices, indptr), shape=(n, n))
+                    a = at.T.tocsr()
+                    a.sort_indices()
+                    rows = (a.indptr, a.indices)
+        wd = int(width) if width else pull_width(pull_cols.size, n, levels)
+        gbp_pull.bidir_pull(np.asarray(rows[0]), np.asarray(rows[1]), deg, xt, pull_cols, dneg, dpos, w, float(rmax),
+                            targets, (lptr, lnodes, lprobs), wd, out)
     return out
 
 
