@@ -19,6 +19,7 @@ arrays start/last (index of the final char, last > start) and their input vector
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -197,10 +198,10 @@ def lattice_bi_schedule(lengths: np.ndarray, wb: np.ndarray, ws: np.ndarray, wl:
     )
 
 
-def _lattice_core(xs: Any, xw: Any, plan: dict, p: dict[str, Any]) -> Any:
-    """Recurrence over D stacked directions: xs [D, B, m, Dc] (already oriented), params stacked [D, ...].
+def _lattice_core_autograd(xs: Any, xw: Any, plan: dict, p: dict[str, Any]) -> Any:
+    """Recurrence over D stacked directions from autograd ops: the reference for `_lattice_core` (same I/O).
 
-    Word ids in `plan` index D·W virtual words (direction d's word k = d·W + k); rows are D·B virtual sentences.
+    xs [D, B, m, Dc] (already oriented), params stacked [D, ...]. Word ids in `plan` index D·W virtual words (direction d's word k = d·W + k); rows are D·B virtual sentences.
     """
     import torch
 
@@ -261,6 +262,246 @@ def _lattice_core(xs: Any, xw: Any, plan: dict, p: dict[str, Any]) -> Any:
             blocks.append(xs.new_zeros(0, hid))
     hs = torch.stack(outs, 1) if outs else xs.new_zeros(n_d * n_b, 0, hid)
     return hs.view(n_d, n_b, m, hid)
+
+
+def _core_index(plan: dict, n_d: int, dtype: Any, device: Any) -> dict:
+    """Device index tensors of a plan for `_LatticeFn` (words in start order, per-step word lists by direction)."""
+    import torch
+
+    by_start, k_at = plan["by_start"], plan["k_at"]
+    n_w, m = len(by_start), len(k_at)
+    end_idx = plan["end_idx"]
+    n = end_idx.shape[1]
+    n_b = n // n_d
+    pos = np.empty(n_w + 1, dtype=np.int64)  # word id -> row of the start-ordered cell store
+    pos[by_start] = np.arange(n_w)
+    sb = np.asarray(plan["wb"], dtype=np.int64)[by_start]
+    st = np.repeat(np.arange(m), np.diff(plan["start_ptr"]))  # start step of each start-ordered word
+    # words starting at j, split by direction (stable order: direction d's words are the ids d·W..)
+    s_ptr = np.searchsorted(st * n_d + sb // n_b, np.arange(m * n_d + 1)).tolist()
+    # words ending at j: (step, row, rank) in row-major order, so direction blocks are contiguous too
+    jj, rr, kk = np.nonzero(end_idx < n_w)
+    e_ptr = np.searchsorted(jj * n_d + rr // n_b, np.arange(m * n_d + 1)).tolist()
+    by_dir = np.argsort(sb // n_b, kind="stable")  # start-ordered words grouped by direction (for dVh)
+    d_ptr = np.searchsorted((sb // n_b)[by_dir], np.arange(n_d + 1)).tolist()
+    anyend = np.zeros((m, n, 1), dtype=bool)
+    anyend[jj, rr] = True
+
+    def dev(a: np.ndarray) -> Any:
+        return torch.as_tensor(a, device=device)
+
+    return {
+        "by_start": dev(by_start),
+        "sb": dev(sb),
+        "s_ptr": s_ptr,
+        "e_pos": dev(pos[end_idx[jj, rr, kk]]),
+        "e_row": dev(rr),
+        "e_ptr": e_ptr,
+        "sel": dev(anyend),
+        "self": dev(anyend).to(dtype),
+        "by_dir": dev(by_dir),
+        "h_at": dev(st[by_dir] * n + sb[by_dir]),  # row of h (flat [m·D·B]) that feeds each word's cell
+        "d_ptr": d_ptr,
+        "k_at": k_at.tolist(),
+    }
+
+
+def _lattice_fn_forward(ctx: Any, xg: Any, xl: Any, wg: Any, wh: Any, uc: Any, vh: Any, ix: dict) -> Any:
+    """The recurrence without autograd: xg [m, D, B, 3H], xl [m, D, B, H], wg [D·W, 3H] -> h [m, D, B, H]."""
+    import torch
+
+    m, n_d, n_b, h3 = xg.shape
+    hid, n = h3 // 3, n_d * n_b
+    s_ptr, e_ptr, k_at, sb = ix["s_ptr"], ix["e_ptr"], ix["k_at"], ix["sb"]
+    e_pos, e_row = ix["e_pos"], ix["e_row"]
+    acts = xg.new_empty(m, n, h3)  # i, o, ĉ after their nonlinearities
+    cs = xg.new_zeros(m + 1, n, hid)  # cs[j + 1] = c_j, cs[0] = c_{-1} = 0
+    tcs = xg.new_empty(m, n, hid)  # tanh(c_j)
+    out = xg.new_empty(m, n_d, n_b, hid)
+    xl = xl.view(m, n, hid)
+    wgs = wg.index_select(0, ix["by_start"])  # word input projections in start order
+    wa = torch.empty_like(wgs)  # word gates f, i, ĉ after their nonlinearities, start order
+    cells = xg.new_empty(wgs.shape[0], hid)  # word cells, start order
+    lgs = xg.new_empty(len(e_row), hid)  # word gates l (sigmoid), end order
+    merges = {}
+    h = xg.new_zeros(n_d, n_b, hid)
+    for j in range(m):
+        g = acts[j]
+        torch.baddbmm(xg[j], h, wh, out=g.view(n_d, n_b, h3))
+        g[:, 2 * hid :].mul_(2)
+        g.sigmoid_()
+        g[:, 2 * hid :].mul_(2).sub_(
+            1
+        )  # tanh(x) = 2σ(2x) - 1: one sigmoid for all gates (tanh is slow on CPU)
+        i, o, ch = g[:, :hid], g[:, hid : 2 * hid], g[:, 2 * hid :]
+        cp, c = cs[j], cs[j + 1]
+        torch.addcmul(cp, i, ch - cp, out=c)  # coupled gate
+        if k_at[j]:
+            a, z_ = e_ptr[j * n_d], e_ptr[j * n_d + n_d]
+            rows = e_row[a:z_]
+            cw = cells.index_select(0, e_pos[a:z_])
+            lg = lgs[a:z_]
+            torch.index_select(xl[j], 0, rows, out=lg)
+            for d in range(n_d):
+                lo, hi = e_ptr[j * n_d + d] - a, e_ptr[j * n_d + d + 1] - a
+                if hi > lo:
+                    lg[lo:hi].addmm_(cw[lo:hi], uc[d])
+            lg.sigmoid_()
+            el = lg.exp()  # exp of values in (0, 1): the element-wise softmax needs no max shift
+            ei = i.exp()
+            z = ei.index_add(0, rows, el)
+            merged = (ei * ch).index_add_(0, rows, el * cw).div_(z)
+            c.copy_(torch.where(ix["sel"][j], merged, c))
+            merges[j] = (cw, el, ei, z, merged)
+        tc = tcs[j]
+        torch.mul(c, 2, out=tc).sigmoid_().mul_(2).sub_(1)
+        h = out[j]
+        torch.mul(o, tc, out=h.view(n, hid))
+        a, z_ = s_ptr[j * n_d], s_ptr[j * n_d + n_d]
+        if z_ > a:
+            rows = sb[a:z_]
+            hw = h.view(n, hid).index_select(0, rows)
+            for d in range(n_d):
+                lo, hi = s_ptr[j * n_d + d], s_ptr[j * n_d + d + 1]
+                if hi > lo:
+                    torch.addmm(wgs[lo:hi], hw[lo - a : hi - a], vh[d], out=wa[lo:hi])
+            ga = wa[a:z_]
+            ga[:, 2 * hid :].mul_(2)
+            ga.sigmoid_()
+            ga[:, 2 * hid :].mul_(2).sub_(1)
+            cell = cells[a:z_]
+            torch.mul(ga[:, :hid], c.index_select(0, rows), out=cell)
+            cell.addcmul_(ga[:, hid : 2 * hid], ga[:, 2 * hid :])
+    ctx.state = (acts, cs, tcs, wa, lgs, merges, ix)
+    ctx.save_for_backward(wh, uc, vh, out)
+    return out
+
+
+def _lattice_fn_backward(ctx: Any, d_out: Any) -> tuple:
+    """Reverse-time loop: grads of xg, xl, wg, Wh, Uc, Vh (the plan gets none)."""
+    import torch
+
+    acts, cs, tcs, wa, lgs, merges, ix = ctx.state
+    wh, uc, vh, out = ctx.saved_tensors
+    m, n_d, n_b, hid = out.shape
+    h3, n = 3 * hid, n_d * n_b
+    s_ptr, e_ptr, k_at, sb = ix["s_ptr"], ix["e_ptr"], ix["k_at"], ix["sb"]
+    e_pos, e_row = ix["e_pos"], ix["e_row"]
+    d_out = d_out.contiguous()
+    dxg = torch.empty_like(acts)
+    dxl = acts.new_zeros(m, n, hid)
+    dwa = torch.empty_like(wa)  # grads of the word pre-activations, start order
+    dcells = acts.new_zeros(wa.shape[0], hid)
+    dhw = acts.new_empty(wa.shape[0], hid)
+    dcw = acts.new_empty(lgs.shape)
+    duc = torch.zeros_like(uc)
+    wh_t, uc_t, vh_t = wh.transpose(1, 2), uc.transpose(1, 2), vh.transpose(1, 2)
+    dh = acts.new_zeros(n, hid)
+    dc = acts.new_zeros(n, hid)
+    for j in range(m - 1, -1, -1):
+        dh = dh + d_out[j].view(n, hid)
+        c = cs[j + 1]
+        a, z_ = s_ptr[j * n_d], s_ptr[j * n_d + n_d]
+        if z_ > a:  # word cells starting at j: their grads are complete (their ends came later)
+            rows = sb[a:z_]
+            ga, dga, dcell = wa[a:z_], dwa[a:z_], dcells[a:z_]
+            f, iw, tw = ga[:, :hid], ga[:, hid : 2 * hid], ga[:, 2 * hid :]
+            torch.mul(dcell, c.index_select(0, rows), out=dga[:, :hid])
+            torch.mul(dcell, tw, out=dga[:, hid : 2 * hid])
+            dga[:, : 2 * hid] *= ga[:, : 2 * hid] * (1 - ga[:, : 2 * hid])
+            torch.mul(dcell * iw, 1 - tw * tw, out=dga[:, 2 * hid :])
+            dc.index_add_(0, rows, dcell * f)
+            for d in range(n_d):
+                lo, hi = s_ptr[j * n_d + d], s_ptr[j * n_d + d + 1]
+                if hi > lo:
+                    torch.mm(dwa[lo:hi], vh_t[d], out=dhw[lo:hi])
+            dh.index_add_(0, rows, dhw[a:z_])
+        g, dg = acts[j], dxg[j]
+        i, o, ch = g[:, :hid], g[:, hid : 2 * hid], g[:, 2 * hid :]
+        tc = tcs[j]
+        torch.mul(dh * tc, o * (1 - o), out=dg[:, hid : 2 * hid])
+        dc = dc + dh * o * (1 - tc * tc)
+        cp = cs[j]
+        if k_at[j]:
+            a, z_ = e_ptr[j * n_d], e_ptr[j * n_d + n_d]
+            rows = e_row[a:z_]
+            cw, el, ei, z, merged = merges[j]
+            lg = lgs[a:z_]
+            self_ = ix["self"][j]
+            r = dc * self_ / z
+            dcc = dc - dc * self_
+            di = dcc * (ch - cp) + ei * (ch - merged) * r
+            dch = dcc * i + ei * r
+            er = el * r.index_select(0, rows)
+            dz = er * (cw - merged.index_select(0, rows)) * lg * (1 - lg)
+            dv = dcw[a:z_]
+            for d in range(n_d):
+                lo, hi = e_ptr[j * n_d + d] - a, e_ptr[j * n_d + d + 1] - a
+                if hi > lo:
+                    torch.addmm(er[lo:hi], dz[lo:hi], uc_t[d], out=dv[lo:hi])
+                    duc[d].addmm_(cw[lo:hi].t(), dz[lo:hi])
+            dcells.index_copy_(0, e_pos[a:z_], dv)  # each word ends once
+            dxl[j].index_add_(0, rows, dz)
+            dc = dcc * (1 - i)
+        else:
+            di = dc * (ch - cp)
+            dch = dc * i
+            dc = dc * (1 - i)
+        torch.mul(di, i * (1 - i), out=dg[:, :hid])
+        torch.mul(dch, 1 - ch * ch, out=dg[:, 2 * hid :])
+        dh = torch.bmm(dg.view(n_d, n_b, h3), wh_t).view(n, hid)
+    dxg = dxg.view(m, n_d, n_b, h3)
+    dwh = torch.einsum("jdbh,jdbg->dhg", out[:-1], dxg[1:])
+    dvh = torch.zeros_like(vh)
+    hw = out.view(m * n, hid).index_select(0, ix["h_at"])
+    dwd = dwa.index_select(0, ix["by_dir"])
+    d_ptr = ix["d_ptr"]
+    for d in range(n_d):
+        torch.mm(hw[d_ptr[d] : d_ptr[d + 1]].t(), dwd[d_ptr[d] : d_ptr[d + 1]], out=dvh[d])
+    dwg = torch.empty_like(dwa).index_copy_(0, ix["by_start"], dwa)
+    return dxg, dxl.view(m, n_d, n_b, hid), dwg, dwh, duc, dvh, None
+
+
+@functools.cache
+def _lattice_fn() -> Any:
+    """`torch.autograd.Function` of the stacked recurrence (built on first use: torch is imported lazily)."""
+    import torch
+    from torch.autograd.function import once_differentiable
+
+    class _LatticeFn(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, xg, xl, wg, wh, uc, vh, ix):
+            with torch.no_grad():
+                return _lattice_fn_forward(ctx, xg, xl, wg, wh, uc, vh, ix)
+
+        @staticmethod
+        @once_differentiable
+        def backward(ctx, d_out):
+            return _lattice_fn_backward(ctx, d_out)
+
+    return _LatticeFn
+
+
+def _lattice_core(xs: Any, xw: Any, plan: dict, p: dict[str, Any]) -> Any:
+    """Recurrence over D stacked directions (same I/O as `_lattice_core_autograd`) with a hand-written backward.
+
+    The input projections are ordinary autograd ops; the sequential part is one autograd node whose forward
+    records no graph and whose backward is a batched reverse-time loop.
+    """
+    import torch
+
+    n_d, n_b, m, n_x = xs.shape
+    hid = p["Wh"].shape[1]
+    flat = xs.reshape(n_d, n_b * m, n_x)  # one [B·m, Dc] @ [Dc, ·] product per direction
+    xg = torch.baddbmm(p["b"][:, None], flat, p["Wx"]).view(n_d, n_b, m, 3 * hid)
+    xl = torch.baddbmm(p["u"][:, None], flat, p["Ux"]).view(n_d, n_b, m, hid)
+    xg = xg.permute(2, 0, 1, 3).contiguous()  # [m, D, B, 3H]: step-major, each step's slice contiguous
+    xl = xl.permute(2, 0, 1, 3).contiguous()  # [m, D, B, H]
+    xwd = xw.unsqueeze(0).expand(n_d, *xw.shape)
+    wg = torch.baddbmm(p["v"][:, None], xwd, p["Vx"]).reshape(n_d * xw.shape[0], 3 * hid)
+    ix = _core_index(plan, n_d, xs.dtype, xs.device)
+    hs = _lattice_fn().apply(xg, xl, wg, p["Wh"], p["Uc"], p["Vh"], ix)
+    return hs.permute(1, 2, 0, 3)
 
 
 KEYS = ("Wx", "Wh", "b", "Ux", "Uc", "u", "Vx", "Vh", "v")

@@ -9,6 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlkit.kernels.lattice import (
+    KEYS,
+    _lattice_core,
+    _lattice_core_autograd,
+    _reverse,
+    _reverse_index,
     lattice_bi_schedule,
     lattice_bi_torch,
     lattice_reference,
@@ -35,13 +40,13 @@ def _params(rng, hid, dtype=np.float64):
     return {k: (rng.normal(size=s) * 0.7).astype(dtype) for k, s in shapes.items()}
 
 
-def _batch(rng, lengths, words_per_char):
+def _batch(rng, lengths, words_per_char, max_word=5):
     xs = [rng.normal(size=(n, DC)) for n in lengths]
     wb, ws, wl = [], [], []
     for b, n in enumerate(lengths):
         for _ in range(rng.poisson(words_per_char * n) if n >= 2 else 0):
             s = int(rng.integers(0, n - 1))
-            e = int(rng.integers(s + 1, min(n, s + 5)))
+            e = int(rng.integers(s + 1, min(n, s + max_word)))
             wb.append(b), ws.append(s), wl.append(e)
     xw = rng.normal(size=(len(wb), DW))
     return xs, np.array(wb, dtype=np.int64), np.array(ws, dtype=np.int64), np.array(wl, dtype=np.int64), xw
@@ -173,6 +178,74 @@ def test_words_change_the_cell():
     with_word = lattice_reference(x, np.array([0]), np.array([2]), rng.normal(size=(1, DW)), p)
     np.testing.assert_allclose(plain[:2], with_word[:2])
     assert np.abs(plain[2] - with_word[2]).max() > 1e-3
+
+
+def _core_case(seed, lengths, density, n_d, hid, dtype):
+    """Stacked, oriented core inputs (xs, xw, plan, params) and the mask of valid positions [D, B, m, 1]."""
+    rng = np.random.default_rng(seed)
+    ps = [_params(rng, hid) for _ in range(n_d)]
+    xs, wb, ws, wl, xw = _batch(rng, lengths, density, max_word=6)
+    m = max(lengths)
+    x = torch.zeros(len(xs), m, DC, dtype=dtype)
+    for b, xi in enumerate(xs):
+        x[b, : len(xi)] = torch.tensor(xi, dtype=dtype)
+    lens = torch.tensor(lengths)
+    if n_d == 2:
+        plan = lattice_bi_schedule(np.array(lengths), wb, ws, wl)
+        x = torch.stack([x, _reverse(x, _reverse_index(lens, m))])
+    else:
+        reverse = bool(seed % 2)
+        plan = lattice_schedule(np.array(lengths), wb, ws, wl, reverse)
+        x = (_reverse(x, _reverse_index(lens, m)) if reverse else x).unsqueeze(0)
+    p = {k: torch.tensor(np.stack([q[k] for q in ps]), dtype=dtype) for k in KEYS}
+    mask = (torch.arange(m)[None, :] < lens[:, None]).to(dtype)[None, :, :, None].expand(n_d, -1, -1, 1)
+    return x, torch.tensor(xw, dtype=dtype), plan, p, mask
+
+
+def _core_grads(core, x, xw, plan, p, mask, seed):
+    """Outputs and the grads of (x, xw, every parameter) for a random weighting of the valid outputs."""
+    x = x.clone().requires_grad_()
+    xw = xw.clone().requires_grad_()
+    p = {k: v.clone().requires_grad_() for k, v in p.items()}
+    hs = core(x, xw, plan, p) * mask
+    w = torch.randn(hs.shape, dtype=hs.dtype, generator=torch.Generator().manual_seed(seed))
+    (hs * w).sum().backward()
+    grads = [x.grad, xw.grad] + [p[k].grad for k in KEYS]
+    return [hs.detach()] + [torch.zeros(()) if g is None else g for g in grads]  # unused params: None = 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 100_000),
+    lengths=st.lists(st.integers(1, 10), min_size=1, max_size=4),
+    density=st.sampled_from([0.0, 0.5, 1.5, 4.0]),  # 4 words/char: many overlapping words per position
+    n_d=st.sampled_from([1, 2]),
+    hid=st.integers(1, 5),
+    dtype=st.sampled_from([torch.float64, torch.float32]),
+)
+def test_core_function_equals_autograd_reference(seed, lengths, density, n_d, hid, dtype):
+    """The hand-written backward of `_lattice_core` gives the autograd reference's outputs and gradients."""
+    case = _core_case(seed, lengths, density, n_d, hid, dtype)
+    got = _core_grads(_lattice_core, *case, seed)
+    want = _core_grads(_lattice_core_autograd, *case, seed)
+    tol = 1e-8 if dtype == torch.float64 else 1e-5
+    for g, w in zip(got, want, strict=True):
+        if not (g - w).numel():
+            continue
+        scale = max(1.0, w.abs().max().item()) if dtype == torch.float32 else 1.0
+        assert (g - w).abs().max().item() < tol * scale
+
+
+def test_core_function_gradcheck():
+    x, xw, plan, p, mask = _core_case(5, [4, 2, 3], 1.5, 2, 2, torch.float64)
+    assert len(plan["by_start"]) > 3
+    names = list(KEYS)
+
+    def f(x, xw, *ps):
+        return _lattice_core(x, xw, plan, dict(zip(names, ps, strict=True))) * mask
+
+    inputs = [x.requires_grad_(), xw.requires_grad_()] + [p[k].requires_grad_() for k in names]
+    assert torch.autograd.gradcheck(f, inputs)
 
 
 @pytest.mark.gpu
