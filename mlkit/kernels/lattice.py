@@ -15,6 +15,8 @@ arrays start/last (index of the final char, last > start) and their input vector
 - `lattice_sentence_torch`: torch, one sentence at a time (the original's loop; autograd).
 - `lattice_torch`: torch, batched over sentences and over the words at a position; CPU and CUDA.
 - `lattice_bi_torch`: both directions stacked in the same loop (half the per-step launches).
+Both run the loop in `_LatticeFn`, a `torch.autograd.Function` with a hand-written batched backward (no autograd
+graph per step); `_lattice_core_autograd` is the same loop from autograd ops, kept as its tested reference.
 """
 
 from __future__ import annotations
@@ -165,6 +167,7 @@ def lattice_schedule(
         "win_lo": win_lo,
         "k_at": k_at,
         "m": m,
+        "lengths": lengths,
     }
 
 
@@ -265,7 +268,11 @@ def _lattice_core_autograd(xs: Any, xw: Any, plan: dict, p: dict[str, Any]) -> A
 
 
 def _core_index(plan: dict, n_d: int, dtype: Any, device: Any) -> dict:
-    """Device index tensors of a plan for `_LatticeFn` (words in start order, per-step word lists by direction)."""
+    """Device index tensors of a plan for `_LatticeFn`.
+
+    Rows are reordered by length (longest first) so that the sentences still running at step j are a prefix
+    of each direction's rows; words are kept in start order and listed per step and direction.
+    """
     import torch
 
     by_start, k_at = plan["by_start"], plan["k_at"]
@@ -273,29 +280,43 @@ def _core_index(plan: dict, n_d: int, dtype: Any, device: Any) -> dict:
     end_idx = plan["end_idx"]
     n = end_idx.shape[1]
     n_b = n // n_d
+    lens = np.asarray(plan["lengths"], dtype=np.int64).reshape(n_d, n_b).max(0)
+    order = np.argsort(-lens, kind="stable")  # new row -> old row (within a direction)
+    rank = np.empty(n_b, dtype=np.int64)
+    rank[order] = np.arange(n_b)
+    full = np.arange(n)
+    remap = full - full % n_b + rank[full % n_b]  # old row of D·B -> new row
+    n_act = (lens[None, :] > np.arange(m)[:, None]).sum(1)  # rows still running at each step
     pos = np.empty(n_w + 1, dtype=np.int64)  # word id -> row of the start-ordered cell store
     pos[by_start] = np.arange(n_w)
-    sb = np.asarray(plan["wb"], dtype=np.int64)[by_start]
+    sb = remap[np.asarray(plan["wb"], dtype=np.int64)[by_start]]
     st = np.repeat(np.arange(m), np.diff(plan["start_ptr"]))  # start step of each start-ordered word
     # words starting at j, split by direction (stable order: direction d's words are the ids d·W..)
     s_ptr = np.searchsorted(st * n_d + sb // n_b, np.arange(m * n_d + 1)).tolist()
     # words ending at j: (step, row, rank) in row-major order, so direction blocks are contiguous too
     jj, rr, kk = np.nonzero(end_idx < n_w)
     e_ptr = np.searchsorted(jj * n_d + rr // n_b, np.arange(m * n_d + 1)).tolist()
+    e_pos = pos[end_idx[jj, rr, kk]]
+    rr = remap[rr]
     by_dir = np.argsort(sb // n_b, kind="stable")  # start-ordered words grouped by direction (for dVh)
     d_ptr = np.searchsorted((sb // n_b)[by_dir], np.arange(n_d + 1)).tolist()
-    anyend = np.zeros((m, n, 1), dtype=bool)
-    anyend[jj, rr] = True
+    anyend = np.zeros((m, n_d, n_b, 1), dtype=bool)
+    anyend[jj, rr // n_b, rr % n_b] = True
 
     def dev(a: np.ndarray) -> Any:
         return torch.as_tensor(a, device=device)
 
+    same = bool((order == np.arange(n_b)).all())
     return {
+        "order": None if same else dev(order),
+        "rank": None if same else dev(rank),
+        "n_act": n_act.tolist(),
         "by_start": dev(by_start),
         "sb": dev(sb),
         "s_ptr": s_ptr,
-        "e_pos": dev(pos[end_idx[jj, rr, kk]]),
-        "e_row": dev(rr),
+        "e_pos": dev(e_pos),
+        "e_row": dev(rr),  # row among all D·B rows
+        "e_rowc": dev(rr // n_b * n_act[jj] + rr % n_b),  # row among the D·n_act[j] running rows
         "e_ptr": e_ptr,
         "sel": dev(anyend),
         "self": dev(anyend).to(dtype),
@@ -307,17 +328,19 @@ def _core_index(plan: dict, n_d: int, dtype: Any, device: Any) -> dict:
 
 
 def _lattice_fn_forward(ctx: Any, xg: Any, xl: Any, wg: Any, wh: Any, uc: Any, vh: Any, ix: dict) -> Any:
-    """The recurrence without autograd: xg [m, D, B, 3H], xl [m, D, B, H], wg [D·W, 3H] -> h [m, D, B, H]."""
+    """The recurrence without autograd: xg [m, D, B, 3H], xl [m, D, B, H], wg [D·W, 3H] -> h [m, D, B, H].
+
+    Rows must be sorted by length (see `_core_index`); positions past a sentence's end are left at 0.
+    """
     import torch
 
     m, n_d, n_b, h3 = xg.shape
     hid, n = h3 // 3, n_d * n_b
-    s_ptr, e_ptr, k_at, sb = ix["s_ptr"], ix["e_ptr"], ix["k_at"], ix["sb"]
-    e_pos, e_row = ix["e_pos"], ix["e_row"]
-    acts = xg.new_empty(m, n, h3)  # i, o, ĉ after their nonlinearities
-    cs = xg.new_zeros(m + 1, n, hid)  # cs[j + 1] = c_j, cs[0] = c_{-1} = 0
-    tcs = xg.new_empty(m, n, hid)  # tanh(c_j)
-    out = xg.new_empty(m, n_d, n_b, hid)
+    s_ptr, e_ptr, k_at, sb, n_act = ix["s_ptr"], ix["e_ptr"], ix["k_at"], ix["sb"], ix["n_act"]
+    e_pos, e_row, e_rowc = ix["e_pos"], ix["e_row"], ix["e_rowc"]
+    acts, tcs = [], []  # per step, running rows only: i, o, ĉ after their nonlinearities; tanh(c_j)
+    cs = xg.new_zeros(m + 1, n_d, n_b, hid)  # cs[j + 1] = c_j, cs[0] = c_{-1} = 0
+    out = xg.new_zeros(m, n_d, n_b, hid)
     xl = xl.view(m, n, hid)
     wgs = wg.index_select(0, ix["by_start"])  # word input projections in start order
     wa = torch.empty_like(wgs)  # word gates f, i, ĉ after their nonlinearities, start order
@@ -326,22 +349,21 @@ def _lattice_fn_forward(ctx: Any, xg: Any, xl: Any, wg: Any, wh: Any, uc: Any, v
     merges = {}
     h = xg.new_zeros(n_d, n_b, hid)
     for j in range(m):
-        g = acts[j]
-        torch.baddbmm(xg[j], h, wh, out=g.view(n_d, n_b, h3))
-        g[:, 2 * hid :].mul_(2)
+        nb = n_act[j]
+        g = torch.baddbmm(xg[j, :, :nb], h[:, :nb], wh)
+        g[..., 2 * hid :].mul_(2)  # tanh(x) = 2σ(2x) - 1: one sigmoid for all gates (tanh is slow on CPU)
         g.sigmoid_()
-        g[:, 2 * hid :].mul_(2).sub_(
-            1
-        )  # tanh(x) = 2σ(2x) - 1: one sigmoid for all gates (tanh is slow on CPU)
-        i, o, ch = g[:, :hid], g[:, hid : 2 * hid], g[:, 2 * hid :]
-        cp, c = cs[j], cs[j + 1]
+        g[..., 2 * hid :].mul_(2).sub_(1)
+        acts.append(g)
+        i, o, ch = g[..., :hid], g[..., hid : 2 * hid], g[..., 2 * hid :]
+        cp, c = cs[j, :, :nb], cs[j + 1, :, :nb]
         torch.addcmul(cp, i, ch - cp, out=c)  # coupled gate
         if k_at[j]:
             a, z_ = e_ptr[j * n_d], e_ptr[j * n_d + n_d]
-            rows = e_row[a:z_]
+            rowc = e_rowc[a:z_]
             cw = cells.index_select(0, e_pos[a:z_])
             lg = lgs[a:z_]
-            torch.index_select(xl[j], 0, rows, out=lg)
+            torch.index_select(xl[j], 0, e_row[a:z_], out=lg)
             for d in range(n_d):
                 lo, hi = e_ptr[j * n_d + d] - a, e_ptr[j * n_d + d + 1] - a
                 if hi > lo:
@@ -349,14 +371,14 @@ def _lattice_fn_forward(ctx: Any, xg: Any, xl: Any, wg: Any, wh: Any, uc: Any, v
             lg.sigmoid_()
             el = lg.exp()  # exp of values in (0, 1): the element-wise softmax needs no max shift
             ei = i.exp()
-            z = ei.index_add(0, rows, el)
-            merged = (ei * ch).index_add_(0, rows, el * cw).div_(z)
-            c.copy_(torch.where(ix["sel"][j], merged, c))
+            z = ei.view(-1, hid).index_add(0, rowc, el)
+            merged = (ei * ch).view(-1, hid).index_add_(0, rowc, el * cw).div_(z)
+            c.copy_(torch.where(ix["sel"][j, :, :nb], merged.view(n_d, nb, hid), c))
             merges[j] = (cw, el, ei, z, merged)
-        tc = tcs[j]
-        torch.mul(c, 2, out=tc).sigmoid_().mul_(2).sub_(1)
+        tc = torch.mul(c, 2).sigmoid_().mul_(2).sub_(1)
+        tcs.append(tc)
         h = out[j]
-        torch.mul(o, tc, out=h.view(n, hid))
+        torch.mul(o, tc, out=h[:, :nb])
         a, z_ = s_ptr[j * n_d], s_ptr[j * n_d + n_d]
         if z_ > a:
             rows = sb[a:z_]
@@ -370,7 +392,7 @@ def _lattice_fn_forward(ctx: Any, xg: Any, xl: Any, wg: Any, wh: Any, uc: Any, v
             ga.sigmoid_()
             ga[:, 2 * hid :].mul_(2).sub_(1)
             cell = cells[a:z_]
-            torch.mul(ga[:, :hid], c.index_select(0, rows), out=cell)
+            torch.mul(ga[:, :hid], cs[j + 1].view(n, hid).index_select(0, rows), out=cell)
             cell.addcmul_(ga[:, hid : 2 * hid], ga[:, 2 * hid :])
     ctx.state = (acts, cs, tcs, wa, lgs, merges, ix)
     ctx.save_for_backward(wh, uc, vh, out)
@@ -385,55 +407,57 @@ def _lattice_fn_backward(ctx: Any, d_out: Any) -> tuple:
     wh, uc, vh, out = ctx.saved_tensors
     m, n_d, n_b, hid = out.shape
     h3, n = 3 * hid, n_d * n_b
-    s_ptr, e_ptr, k_at, sb = ix["s_ptr"], ix["e_ptr"], ix["k_at"], ix["sb"]
-    e_pos, e_row = ix["e_pos"], ix["e_row"]
+    s_ptr, e_ptr, k_at, sb, n_act = ix["s_ptr"], ix["e_ptr"], ix["k_at"], ix["sb"], ix["n_act"]
+    e_pos, e_row, e_rowc = ix["e_pos"], ix["e_row"], ix["e_rowc"]
     d_out = d_out.contiguous()
-    dxg = torch.empty_like(acts)
-    dxl = acts.new_zeros(m, n, hid)
+    dxg = out.new_zeros(m, n_d, n_b, h3)
+    dxl = out.new_zeros(m, n, hid)
     dwa = torch.empty_like(wa)  # grads of the word pre-activations, start order
-    dcells = acts.new_zeros(wa.shape[0], hid)
-    dhw = acts.new_empty(wa.shape[0], hid)
-    dcw = acts.new_empty(lgs.shape)
+    dcells = out.new_zeros(wa.shape[0], hid)
+    dhw = out.new_empty(wa.shape[0], hid)
+    dcw = out.new_empty(lgs.shape)
     duc = torch.zeros_like(uc)
     wh_t, uc_t, vh_t = wh.transpose(1, 2), uc.transpose(1, 2), vh.transpose(1, 2)
-    dh = acts.new_zeros(n, hid)
-    dc = acts.new_zeros(n, hid)
+    dh_all = out.new_zeros(n_d, n_b, hid)  # carried grads of h_j, c_j; rows not yet running stay 0
+    dc_all = out.new_zeros(n_d, n_b, hid)
     for j in range(m - 1, -1, -1):
-        dh = dh + d_out[j].view(n, hid)
-        c = cs[j + 1]
+        nb = n_act[j]
+        dh = dh_all[:, :nb]
+        dh += d_out[j, :, :nb]
         a, z_ = s_ptr[j * n_d], s_ptr[j * n_d + n_d]
         if z_ > a:  # word cells starting at j: their grads are complete (their ends came later)
             rows = sb[a:z_]
             ga, dga, dcell = wa[a:z_], dwa[a:z_], dcells[a:z_]
             f, iw, tw = ga[:, :hid], ga[:, hid : 2 * hid], ga[:, 2 * hid :]
-            torch.mul(dcell, c.index_select(0, rows), out=dga[:, :hid])
+            torch.mul(dcell, cs[j + 1].view(n, hid).index_select(0, rows), out=dga[:, :hid])
             torch.mul(dcell, tw, out=dga[:, hid : 2 * hid])
-            dga[:, : 2 * hid] *= ga[:, : 2 * hid] * (1 - ga[:, : 2 * hid])
-            torch.mul(dcell * iw, 1 - tw * tw, out=dga[:, 2 * hid :])
-            dc.index_add_(0, rows, dcell * f)
+            sg = ga[:, : 2 * hid]
+            dga[:, : 2 * hid] *= torch.addcmul(sg, sg, sg, value=-1)  # σ' = σ - σ²
+            torch.mul(dcell * iw, torch.rsub(tw * tw, 1), out=dga[:, 2 * hid :])
+            dc_all.view(n, hid).index_add_(0, rows, dcell * f)
             for d in range(n_d):
                 lo, hi = s_ptr[j * n_d + d], s_ptr[j * n_d + d + 1]
                 if hi > lo:
                     torch.mm(dwa[lo:hi], vh_t[d], out=dhw[lo:hi])
-            dh.index_add_(0, rows, dhw[a:z_])
-        g, dg = acts[j], dxg[j]
-        i, o, ch = g[:, :hid], g[:, hid : 2 * hid], g[:, 2 * hid :]
-        tc = tcs[j]
-        torch.mul(dh * tc, o * (1 - o), out=dg[:, hid : 2 * hid])
-        dc = dc + dh * o * (1 - tc * tc)
-        cp = cs[j]
+            dh_all.view(n, hid).index_add_(0, rows, dhw[a:z_])
+        g, tc, dg = acts[j], tcs[j], dxg[j, :, :nb]
+        i, o, ch = g[..., :hid], g[..., hid : 2 * hid], g[..., 2 * hid :]
+        torch.mul(dh * tc, torch.addcmul(o, o, o, value=-1), out=dg[..., hid : 2 * hid])
+        dc = torch.addcmul(dc_all[:, :nb], dh * o, torch.rsub(tc * tc, 1))
+        cp = cs[j, :, :nb]
         if k_at[j]:
             a, z_ = e_ptr[j * n_d], e_ptr[j * n_d + n_d]
-            rows = e_row[a:z_]
+            rowc = e_rowc[a:z_]
             cw, el, ei, z, merged = merges[j]
             lg = lgs[a:z_]
-            self_ = ix["self"][j]
-            r = dc * self_ / z
+            self_ = ix["self"][j, :, :nb]
+            r = dc * self_ / z.view(n_d, nb, hid)
             dcc = dc - dc * self_
-            di = dcc * (ch - cp) + ei * (ch - merged) * r
+            mv = merged.view(n_d, nb, hid)
+            di = dcc * (ch - cp) + ei * (ch - mv) * r
             dch = dcc * i + ei * r
-            er = el * r.index_select(0, rows)
-            dz = er * (cw - merged.index_select(0, rows)) * lg * (1 - lg)
+            er = el * r.view(-1, hid).index_select(0, rowc)
+            dz = er * (cw - merged.index_select(0, rowc)) * torch.addcmul(lg, lg, lg, value=-1)
             dv = dcw[a:z_]
             for d in range(n_d):
                 lo, hi = e_ptr[j * n_d + d] - a, e_ptr[j * n_d + d + 1] - a
@@ -441,16 +465,15 @@ def _lattice_fn_backward(ctx: Any, d_out: Any) -> tuple:
                     torch.addmm(er[lo:hi], dz[lo:hi], uc_t[d], out=dv[lo:hi])
                     duc[d].addmm_(cw[lo:hi].t(), dz[lo:hi])
             dcells.index_copy_(0, e_pos[a:z_], dv)  # each word ends once
-            dxl[j].index_add_(0, rows, dz)
-            dc = dcc * (1 - i)
+            dxl[j].index_add_(0, e_row[a:z_], dz)
+            dc_all[:, :nb] = dcc * torch.rsub(i, 1)
         else:
             di = dc * (ch - cp)
             dch = dc * i
-            dc = dc * (1 - i)
-        torch.mul(di, i * (1 - i), out=dg[:, :hid])
-        torch.mul(dch, 1 - ch * ch, out=dg[:, 2 * hid :])
-        dh = torch.bmm(dg.view(n_d, n_b, h3), wh_t).view(n, hid)
-    dxg = dxg.view(m, n_d, n_b, h3)
+            dc_all[:, :nb] = dc * torch.rsub(i, 1)
+        torch.mul(di, torch.addcmul(i, i, i, value=-1), out=dg[..., :hid])
+        torch.mul(dch, torch.rsub(ch * ch, 1), out=dg[..., 2 * hid :])
+        dh_all[:, :nb] = torch.bmm(dg, wh_t)
     dwh = torch.einsum("jdbh,jdbg->dhg", out[:-1], dxg[1:])
     dvh = torch.zeros_like(vh)
     hw = out.view(m * n, hid).index_select(0, ix["h_at"])
@@ -483,15 +506,20 @@ def _lattice_fn() -> Any:
 
 
 def _lattice_core(xs: Any, xw: Any, plan: dict, p: dict[str, Any]) -> Any:
-    """Recurrence over D stacked directions (same I/O as `_lattice_core_autograd`) with a hand-written backward.
+    """Recurrence over D stacked directions (the I/O of `_lattice_core_autograd`) with a hand-written backward.
 
     The input projections are ordinary autograd ops; the sequential part is one autograd node whose forward
-    records no graph and whose backward is a batched reverse-time loop.
+    records no graph and whose backward is a batched reverse-time loop. Sentences are processed longest first
+    and a step only touches the sentences still running, so positions past a sentence's end are 0 here (the
+    reference runs the recurrence on through the padding; nothing downstream reads those positions).
     """
     import torch
 
     n_d, n_b, m, n_x = xs.shape
     hid = p["Wh"].shape[1]
+    ix = _core_index(plan, n_d, xs.dtype, xs.device)
+    if ix["order"] is not None:
+        xs = xs.index_select(1, ix["order"])  # longest sentences first: running rows form a prefix
     flat = xs.reshape(n_d, n_b * m, n_x)  # one [B·m, Dc] @ [Dc, ·] product per direction
     xg = torch.baddbmm(p["b"][:, None], flat, p["Wx"]).view(n_d, n_b, m, 3 * hid)
     xl = torch.baddbmm(p["u"][:, None], flat, p["Ux"]).view(n_d, n_b, m, hid)
@@ -499,8 +527,9 @@ def _lattice_core(xs: Any, xw: Any, plan: dict, p: dict[str, Any]) -> Any:
     xl = xl.permute(2, 0, 1, 3).contiguous()  # [m, D, B, H]
     xwd = xw.unsqueeze(0).expand(n_d, *xw.shape)
     wg = torch.baddbmm(p["v"][:, None], xwd, p["Vx"]).reshape(n_d * xw.shape[0], 3 * hid)
-    ix = _core_index(plan, n_d, xs.dtype, xs.device)
     hs = _lattice_fn().apply(xg, xl, wg, p["Wh"], p["Uc"], p["Vh"], ix)
+    if ix["rank"] is not None:
+        hs = hs.index_select(2, ix["rank"])
     return hs.permute(1, 2, 0, 3)
 
 

@@ -18,6 +18,18 @@ def _orthogonal(rows: int, cols: int) -> nn.Parameter:
     return nn.Parameter(w.t().contiguous())
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout with the mask drawn by `torch.rand` (same distribution; ~3x faster than bernoulli_ on CPU)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p >= 1:
+            return torch.zeros_like(x)
+        keep = torch.rand_like(x) >= self.p
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+
 class LatticeDirection(nn.Module):
     """Parameters of one lattice direction (spec §2.3-2.4, init §2.6: orthogonal inputs, identity recurrences)."""
 
@@ -66,8 +78,8 @@ class NERModel(nn.Module):
                 "word_freq", torch.tensor(init.get("word_freq", np.ones(sizes["words"])), dtype=torch.float32)
             )
         hid = mcfg["hidden"] // 2
-        self.drop = nn.Dropout(mcfg["dropout"])
-        self.word_drop = nn.Dropout(mcfg["lattice_dropout"])
+        self.drop = Dropout(mcfg["dropout"])
+        self.word_drop = Dropout(mcfg["lattice_dropout"])
         if arch == "lattice":
             dw = self.word_emb.embedding_dim
             self.fwd = LatticeDirection(dim, dw, hid)
