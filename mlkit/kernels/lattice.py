@@ -417,6 +417,7 @@ def _lattice_fn_backward(ctx: Any, d_out: Any) -> tuple:
     dhw = out.new_empty(wa.shape[0], hid)
     dcw = out.new_empty(lgs.shape)
     duc = torch.zeros_like(uc)
+    dwh = torch.zeros_like(wh)
     wh_t, uc_t, vh_t = wh.transpose(1, 2), uc.transpose(1, 2), vh.transpose(1, 2)
     dh_all = out.new_zeros(n_d, n_b, hid)  # carried grads of h_j, c_j; rows not yet running stay 0
     dc_all = out.new_zeros(n_d, n_b, hid)
@@ -454,8 +455,9 @@ def _lattice_fn_backward(ctx: Any, d_out: Any) -> tuple:
             r = dc * self_ / z.view(n_d, nb, hid)
             dcc = dc - dc * self_
             mv = merged.view(n_d, nb, hid)
-            di = dcc * (ch - cp) + ei * (ch - mv) * r
-            dch = dcc * i + ei * r
+            er0 = ei * r  # grad of the merge's slot 0 (ĉ with weight e^i / Z)
+            di = torch.addcmul(dcc * (ch - cp), er0, ch - mv)
+            dch = torch.addcmul(er0, dcc, i)
             er = el * r.view(-1, hid).index_select(0, rowc)
             dz = er * (cw - merged.index_select(0, rowc)) * torch.addcmul(lg, lg, lg, value=-1)
             dv = dcw[a:z_]
@@ -466,15 +468,16 @@ def _lattice_fn_backward(ctx: Any, d_out: Any) -> tuple:
                     duc[d].addmm_(cw[lo:hi].t(), dz[lo:hi])
             dcells.index_copy_(0, e_pos[a:z_], dv)  # each word ends once
             dxl[j].index_add_(0, e_row[a:z_], dz)
-            dc_all[:, :nb] = dcc * torch.rsub(i, 1)
+            torch.addcmul(dcc, dcc, i, value=-1, out=dc_all[:, :nb])  # (1 - i) ⊙ dc on the coupled rows
         else:
             di = dc * (ch - cp)
             dch = dc * i
-            dc_all[:, :nb] = dc * torch.rsub(i, 1)
+            torch.addcmul(dc, dc, i, value=-1, out=dc_all[:, :nb])
         torch.mul(di, torch.addcmul(i, i, i, value=-1), out=dg[..., :hid])
         torch.mul(dch, torch.rsub(ch * ch, 1), out=dg[..., 2 * hid :])
         dh_all[:, :nb] = torch.bmm(dg, wh_t)
-    dwh = torch.einsum("jdbh,jdbg->dhg", out[:-1], dxg[1:])
+        if j:
+            dwh.baddbmm_(out[j - 1, :, :nb].transpose(1, 2), dg)
     dvh = torch.zeros_like(vh)
     hw = out.view(m * n, hid).index_select(0, ix["h_at"])
     dwd = dwa.index_select(0, ix["by_dir"])
