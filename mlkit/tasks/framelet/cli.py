@@ -13,7 +13,7 @@ def synth(
     classes: int = typer.Option(4, "--classes", help="CSBM classes C."),
     features: int = typer.Option(200, "--features", help="CSBM feature dimension F."),
     degree: float = typer.Option(10.0, "--degree", help="CSBM expected degree."),
-    mu: float = typer.Option(1.0, "--mu", help="CSBM class-mean strength (feature noise sigma_x = 1)."),
+    mu: float = typer.Option(1.0, "--mu", help="CSBM class-mean strength: mean = mu sqrt(F/C) e(y) (noise sigma_x = 1)."),
     noise: list[float] = typer.Option([1.0, 2.0], "--noise", help="Feature-noise levels eta for the noisy copies."),
     rewire: list[float] = typer.Option([0.2], "--rewire", help="Structure-noise levels rho (fraction of edges rewired)."),
     graphs: int = typer.Option(600, "--graphs", help="Graphs in the two-class graph-classification set."),

@@ -206,6 +206,9 @@ class GraphNet(nn.Module):
     def __init__(self, fin: int, hidden: int, out: int, dropout: float, pool: str, blocks: int, readout: str) -> None:
         super().__init__()
         self.conv1, self.conv2 = nn.Linear(fin, hidden), nn.Linear(hidden, hidden)
+        for conv in (self.conv1, self.conv2):  # PyG GCNConv init: Glorot weight, zero bias
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
         self.pool, self.readout, self.blocks = pool, readout, blocks
         width = blocks * hidden if pool == "ufgpool" else hidden
         self.head = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out))

@@ -1,5 +1,6 @@
 """Synthetic data of spec section 3: contextual stochastic block models (node classification) and a two-class
-graph-classification set whose classes differ spectrally (one community vs two loosely linked ones)."""
+graph-classification set whose classes differ spectrally (the degree signal is high-frequency on one randomly
+wired community, low-frequency on two loosely linked communities of different density)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ def csbm(
     name: str = "csbm",
 ) -> Graph:
     """CSBM graph: balanced classes, P(edge) = p_in within a class, p_out across, p_in / p_out = ratio,
-    expected degree `degree`; features = class mean (centred, norm mu * sqrt(2)) + N(0, I_F).
+    expected degree `degree`; features x_i = mu sqrt(F/C) e(y_i) + N(0, I_F) (spec 3, sigma_x = 1), where e(k) is
+    the unit indicator of the k-th of C equal feature blocks (orthonormal class directions; the mean is mu on
+    each of the F/C coordinates of the class's block; features beyond C * (F // C) carry noise only).
     Split: train_per_class nodes per class, then `val` and `test` nodes (capped to what is left)."""
     rng = np.random.default_rng(seed)
     n, c = int(nodes), int(classes)
@@ -52,9 +55,12 @@ def csbm(
     np.fill_diagonal(p, ratio * p_out)
     edges = _block_edges(rng, members, p)
     adj = csr_from_edges(edges[:, 0], edges[:, 1], n)
-    means = rng.standard_normal((c, features))
-    means -= means.mean(0, keepdims=True)
-    means *= mu * np.sqrt(2.0) / np.linalg.norm(means, axis=1, keepdims=True)
+    width = features // c
+    if width < 1:
+        raise ValueError(f"need at least one feature per class (F = {features}, C = {c})")
+    means = np.zeros((c, features))
+    for k in range(c):
+        means[k, k * width: (k + 1) * width] = mu * np.sqrt(features / c) / np.sqrt(width)
     x = (means[labels] + rng.standard_normal((n, features))).astype(np.float32)
     train = np.concatenate([rng.permutation(m)[:train_per_class] for m in members])
     rest = rng.permutation(np.setdiff1d(np.arange(n), train))
@@ -91,27 +97,45 @@ def structure_noise(g: Graph, rho: float, seed: int) -> Graph:
     return Graph(**{**g.__dict__, "indptr": adj.indptr, "indices": adj.indices})
 
 
+def _bernoulli_graph(rng: np.random.Generator, prob: np.ndarray) -> np.ndarray:
+    """Undirected edges [E, 2] of a graph with independent edges, P(i ~ j) = prob[i, j] (i < j)."""
+    u, v = np.triu_indices(prob.shape[0], 1)
+    keep = rng.random(u.shape[0]) < np.minimum(prob[u, v], 1.0)
+    return np.stack([u[keep], v[keep]], 1)
+
+
 def two_class_graphs(
-    count: int = 600, min_nodes: int = 20, max_nodes: int = 60, degree: float = 6.0, bridges: int = 2,
-    noise: float = 0.5, seed: int = 0,
+    count: int = 600, min_nodes: int = 20, max_nodes: int = 60, degree: float = 2.0, ratio: float = 3.0,
+    bridges: int = 2, noise: float = 0.5, seed: int = 0,
 ) -> tuple[list[Graph], np.ndarray]:
-    """Class 0: one Erdos-Renyi community; class 1: two equal communities joined by `bridges` edges, same
-    expected degree and the same node-count distribution. Node feature = degree + N(0, noise^2)."""
+    """Two classes with the same node-count and (expected) degree distributions whose degree signal differs
+    in frequency content (spec 3: low- vs high-frequency energy). Every graph has a low-degree group of
+    ratio / (1 + ratio) of its nodes (expected degree `degree`) and a high-degree group of the rest (expected
+    degree ratio * degree), so both groups carry the same number of edge ends:
+    class 0: one planted-partition graph whose edges all run across the two groups (bipartite), so the degree
+             signal flips along every edge (high-frequency);
+    class 1: the two groups as two loosely connected communities (Erdos-Renyi inside each, joined by `bridges`
+             random edges), so the degree signal is piecewise constant (low-frequency).
+    Edge probabilities are capped at 1 (the high-degree community of the smallest graphs). Node feature =
+    degree + N(0, noise^2) (written as TU node attributes; the TU loader's default, like PyG's, uses the exact
+    degree). Node order is shuffled."""
     rng = np.random.default_rng(seed)
     graphs, labels = [], []
     for i in range(count):
         y = i % 2
         n = int(rng.integers(min_nodes, max_nodes + 1))
+        n_lo = int(round(n * ratio / (1.0 + ratio)))
+        n_hi = n - n_lo
+        prob = np.zeros((n, n))
         if y == 0:
-            members = [np.arange(n)]
-            p = np.array([[degree / (n - 1)]])
+            prob[:n_lo, n_lo:] = prob[n_lo:, :n_lo] = degree / n_hi
+            edges = _bernoulli_graph(rng, prob)
         else:
-            half = n // 2
-            members = [np.arange(half), np.arange(half, n)]
-            p = np.array([[degree / (half - 1), 0.0], [0.0, degree / (n - half - 1)]])
-        edges = _block_edges(rng, members, p)
-        if y == 1:
-            edges = np.concatenate([edges, np.stack([rng.integers(0, n // 2, bridges), rng.integers(n // 2, n, bridges)], 1)])
+            prob[:n_lo, :n_lo] = degree / max(n_lo - 1, 1)
+            prob[n_lo:, n_lo:] = ratio * degree / max(n_hi - 1, 1)
+            edges = _bernoulli_graph(rng, prob)
+            link = np.stack([rng.integers(0, n_lo, bridges), rng.integers(n_lo, n, bridges)], 1)
+            edges = np.concatenate([edges, link])
         perm = rng.permutation(n)  # node order carries no information
         adj = csr_from_edges(perm[edges[:, 0]], perm[edges[:, 1]], n)
         deg = np.diff(adj.indptr).astype(np.float32)
