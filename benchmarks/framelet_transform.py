@@ -77,7 +77,9 @@ def timed(fn, repeats: int = 3):  # noqa: ANN001, ANN201
     return best, out, peak
 
 
-def original_style(a_hat: sp.csr_matrix, coef: np.ndarray, alphas: list[float]) -> tuple[sp.coo_matrix, sp.coo_matrix]:
+def original_style(
+    a_hat: sp.csr_matrix, coef: np.ndarray, alphas: list[float]
+) -> tuple[sp.coo_matrix, sp.coo_matrix]:
     """All r*Lev blocks W_{j,l} (intermediate low-pass included) by sparse products, stacked as one COO
     (r Lev N x N) for decomposition, and the used blocks B side by side (N x K N) for reconstruction."""
     n = a_hat.shape[0]
@@ -103,7 +105,9 @@ def original_style(a_hat: sp.csr_matrix, coef: np.ndarray, alphas: list[float]) 
     return dec, rec
 
 
-def bench_graph(name: str, adj: sp.csr_matrix, width: int, n_coef: int, lev: int, max_nnz: float, bw: float) -> list[dict]:
+def bench_graph(
+    name: str, adj: sp.csr_matrix, width: int, n_coef: int, lev: int, max_nnz: float, bw: float
+) -> list[dict]:
     rows = []
     n = adj.shape[0]
     rng = np.random.default_rng(0)
@@ -116,22 +120,37 @@ def bench_graph(name: str, adj: sp.csr_matrix, width: int, n_coef: int, lev: int
     base = {"graph": name, "nodes": n, "nnz(A)": int(adj.nnz), "n": n_coef, "Lev": lev, "F": width}
 
     # matrix-free: whole transform, and one fused Chebyshev step for the bandwidth figure
-    t_mf, z, peak = timed(lambda: framelet_reconstruct_numba(a32, framelet_decompose_numba(a32, x, coef, alphas), coef, alphas))
+    t_mf, z, peak = timed(
+        lambda: framelet_reconstruct_numba(a32, framelet_decompose_numba(a32, x, coef, alphas), coef, alphas)
+    )
     out = np.empty_like(x)
     t_step = float("inf")  # best of 10: on a shared machine a descheduled thread stalls a parallel region
     for _ in range(11):
         t0 = time.perf_counter()
         _cheb_step(a32.indptr, a32.indices, a32.data, x, x, True, np.float32(0.5), np.float32(2.0), out)
         t_step = min(t_step, time.perf_counter() - t0)
-    traffic = a32.indptr.nbytes + a32.indices.nbytes + a32.data.nbytes + 3 * x.nbytes  # u, prev read; out written
+    traffic = (
+        a32.indptr.nbytes + a32.indices.nbytes + a32.data.nbytes + 3 * x.nbytes
+    )  # u, prev read; out written
     gbs = traffic / t_step / 1e9
     # with the gathers: every stored nonzero pulls one F-wide row of u (a cache line for F = 16 float32)
     gather = traffic + a32.nnz * width * x.itemsize
     mem_mf = a32.indptr.nbytes + a32.indices.nbytes + a32.data.nbytes
-    rows.append({**base, "method": "matrix-free (numba)", "build_s": t_build, "apply_s": t_mf,
-                 "op_MB": mem_mf / 2**20, "peak_MB": peak / 2**20, "step_ms": t_step * 1e3, "GB/s": gbs,
-                 "of_copy_bw": gbs / bw, "GB/s_gather": gather / t_step / 1e9,
-                 "gather_of_copy_bw": gather / t_step / 1e9 / bw})
+    rows.append(
+        {
+            **base,
+            "method": "matrix-free (numba)",
+            "build_s": t_build,
+            "apply_s": t_mf,
+            "op_MB": mem_mf / 2**20,
+            "peak_MB": peak / 2**20,
+            "step_ms": t_step * 1e3,
+            "GB/s": gbs,
+            "of_copy_bw": gbs / bw,
+            "GB/s_gather": gather / t_step / 1e9,
+            "gather_of_copy_bw": gather / t_step / 1e9 / bw,
+        }
+    )
 
     est = F.estimate_materialized_nnz(fw.a_hat, n_coef, lev, fw.r)
     if est > max_nnz:
@@ -150,9 +169,18 @@ def bench_graph(name: str, adj: sp.csr_matrix, width: int, n_coef: int, lev: int
     t_mat, y_mat, peak_mat = timed(mat_apply)
     err = float(np.abs(y_mat - z).max() / max(np.abs(z).max(), 1e-30))
     mem = stacked.data.nbytes + stacked.indices.nbytes + stacked.indptr.nbytes
-    rows.append({**base, "method": "materialized (numba)", "build_s": t_build_mat, "apply_s": t_mat,
-                 "op_MB": 2 * mem / 2**20, "peak_MB": peak_mat / 2**20, "nnz(op)": int(stacked.nnz),
-                 "rel_diff_vs_mf": err})
+    rows.append(
+        {
+            **base,
+            "method": "materialized (numba)",
+            "build_s": t_build_mat,
+            "apply_s": t_mat,
+            "op_MB": 2 * mem / 2**20,
+            "peak_MB": peak_mat / 2**20,
+            "nnz(op)": int(stacked.nnz),
+            "rel_diff_vs_mf": err,
+        }
+    )
 
     t = time.perf_counter()
     dec, rec = original_style(fw.a_hat, coef, alphas)
@@ -165,9 +193,18 @@ def bench_graph(name: str, adj: sp.csr_matrix, width: int, n_coef: int, lev: int
 
     t_orig, y_orig, peak_orig = timed(orig_apply, repeats=2)
     mem_o = dec.data.nbytes + dec.row.nbytes + dec.col.nbytes
-    rows.append({**base, "method": "original-style scipy", "build_s": t_build_orig, "apply_s": t_orig,
-                 "op_MB": 2 * mem_o / 2**20, "peak_MB": peak_orig / 2**20, "nnz(op)": int(dec.nnz),
-                 "rel_diff_vs_mf": float(np.abs(y_orig - z).max() / max(np.abs(z).max(), 1e-30))})
+    rows.append(
+        {
+            **base,
+            "method": "original-style scipy",
+            "build_s": t_build_orig,
+            "apply_s": t_orig,
+            "op_MB": 2 * mem_o / 2**20,
+            "peak_MB": peak_orig / 2**20,
+            "nnz(op)": int(dec.nnz),
+            "rel_diff_vs_mf": float(np.abs(y_orig - z).max() / max(np.abs(z).max(), 1e-30)),
+        }
+    )
     return rows
 
 
@@ -198,16 +235,28 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
         graphs.append(("cora", lambda: load_planetoid(CORA, "cora").to_scipy()))
     for size in args.sizes:
-        graphs.append((f"powerlaw-{size:.0e}", lambda size=size: chung_lu(size, args.degree, args.exponent, 0)))
+        graphs.append(
+            (f"powerlaw-{size:.0e}", lambda size=size: chung_lu(size, args.degree, args.exponent, 0))
+        )
     for name, make in graphs:
         t = time.perf_counter()
         adj = make()
-        print(f"{name}: {adj.shape[0]:,} nodes, {adj.nnz:,} nnz, max degree {np.diff(adj.indptr).max():,} "
-              f"(generated in {time.perf_counter() - t:.1f}s)", flush=True)
+        print(
+            f"{name}: {adj.shape[0]:,} nodes, {adj.nnz:,} nnz, max degree {np.diff(adj.indptr).max():,} "
+            f"(generated in {time.perf_counter() - t:.1f}s)",
+            flush=True,
+        )
         for row in bench_graph(name, adj, args.width, args.cheb, args.lev, args.max_nnz, bw):
             rows.append(row)
-            print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-                                   if k not in ("graph", "nodes", "nnz(A)", "n", "Lev", "F")), flush=True)
+            print(
+                "  "
+                + "  ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in row.items()
+                    if k not in ("graph", "nodes", "nnz(A)", "n", "Lev", "F")
+                ),
+                flush=True,
+            )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"max RSS of the whole run: {rss:.2f} GB", flush=True)
     for name in {r["graph"] for r in rows}:

@@ -46,7 +46,9 @@ def block_multipliers(lam: np.ndarray, coef: np.ndarray, alphas: Sequence[float]
     return out
 
 
-def framelet_decompose_reference(lap: np.ndarray, x: np.ndarray, coef: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
+def framelet_decompose_reference(
+    lap: np.ndarray, x: np.ndarray, coef: np.ndarray, alphas: Sequence[float]
+) -> np.ndarray:
     """[K, N, F] framelet coefficients of x via eigh of the dense Laplacian `lap`."""
     lam, u = np.linalg.eigh(np.asarray(lap, dtype=np.float64))
     mult = block_multipliers(lam, coef, alphas)
@@ -54,7 +56,9 @@ def framelet_decompose_reference(lap: np.ndarray, x: np.ndarray, coef: np.ndarra
     return np.stack([u @ (m[:, None] * ux) for m in mult])
 
 
-def framelet_reconstruct_reference(lap: np.ndarray, z: np.ndarray, coef: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
+def framelet_reconstruct_reference(
+    lap: np.ndarray, z: np.ndarray, coef: np.ndarray, alphas: Sequence[float]
+) -> np.ndarray:
     """sum_beta W_beta^T z[beta] via eigh of the dense Laplacian."""
     lam, u = np.linalg.eigh(np.asarray(lap, dtype=np.float64))
     mult = block_multipliers(lam, coef, alphas)
@@ -64,8 +68,13 @@ def framelet_reconstruct_reference(lap: np.ndarray, z: np.ndarray, coef: np.ndar
 # --- generic recurrence (NumPy or torch arrays), parametrised by the M_l application --------------------
 
 
-def _decompose(step: Callable[[Any, float, Any, float], Any], x: Any, coef: np.ndarray, alphas: Sequence[float],
-               stack: Callable[[list], Any]) -> Any:
+def _decompose(
+    step: Callable[[Any, float, Any, float], Any],
+    x: Any,
+    coef: np.ndarray,
+    alphas: Sequence[float],
+    stack: Callable[[list], Any],
+) -> Any:
     """step(u, alpha, prev, scale) = scale * M u - prev (prev may be None)."""
     r, n = coef.shape
     lev = len(alphas)
@@ -87,8 +96,9 @@ def _decompose(step: Callable[[Any, float, Any, float], Any], x: Any, coef: np.n
     return stack([y] + [h for row in high for h in row])
 
 
-def _reconstruct(step: Callable[[Any, float, Any, float], Any], z: Any, coef: np.ndarray,
-                 alphas: Sequence[float]) -> Any:
+def _reconstruct(
+    step: Callable[[Any, float, Any, float], Any], z: Any, coef: np.ndarray, alphas: Sequence[float]
+) -> Any:
     """Nested Clenshaw sums from the finest level inwards: n-1 operator applications per level."""
     r, n = coef.shape
     lev = len(alphas)
@@ -138,18 +148,24 @@ def _numba_step(adj: Any) -> Callable[[Any, float, Any, float], Any]:
         out = np.empty_like(u)
         data = adj.data.astype(u.dtype, copy=False)
         dummy = u if prev is None else np.ascontiguousarray(prev)
-        _cheb_step(indptr, indices, data, u, dummy, prev is not None, u.dtype.type(alpha), u.dtype.type(scale), out)
+        _cheb_step(
+            indptr, indices, data, u, dummy, prev is not None, u.dtype.type(alpha), u.dtype.type(scale), out
+        )
         return out
 
     return step
 
 
-def framelet_decompose_numba(adj: Any, x: np.ndarray, coef: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
+def framelet_decompose_numba(
+    adj: Any, x: np.ndarray, coef: np.ndarray, alphas: Sequence[float]
+) -> np.ndarray:
     """[K, N, F] coefficients; `adj` is the scipy CSR normalized adjacency A_hat."""
     return _decompose(_numba_step(adj), np.ascontiguousarray(x), coef, alphas, np.stack)
 
 
-def framelet_reconstruct_numba(adj: Any, z: np.ndarray, coef: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
+def framelet_reconstruct_numba(
+    adj: Any, z: np.ndarray, coef: np.ndarray, alphas: Sequence[float]
+) -> np.ndarray:
     """sum_beta W_beta z[beta] (W symmetric) for NumPy z of shape [K, N, F]."""
     return _reconstruct(_numba_step(adj), z, coef, alphas)
 

@@ -30,8 +30,16 @@ frames = st.sampled_from(["haar", "linear", "quadratic"])
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(2, 18), p=st.floats(0.0, 0.6), seed=st.integers(0, 9999), frame=frames,
-       nc=st.integers(1, 5), lev=st.integers(1, 3), s=st.floats(1.2, 3.0), lam=st.floats(0.5, 2.0))
+@given(
+    n=st.integers(2, 18),
+    p=st.floats(0.0, 0.6),
+    seed=st.integers(0, 9999),
+    frame=frames,
+    nc=st.integers(1, 5),
+    lev=st.integers(1, 3),
+    s=st.floats(1.2, 3.0),
+    lam=st.floats(0.5, 2.0),
+)
 def test_numba_matches_dense_reference(n, p, seed, frame, nc, lev, s, lam):
     a_hat = normalized_adjacency(_graph(n, p, seed))
     lap = np.eye(n) - a_hat.toarray()
@@ -41,16 +49,26 @@ def test_numba_matches_dense_reference(n, p, seed, frame, nc, lev, s, lam):
     got = framelet_decompose(a_hat, x, coef, alphas)
     np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-8)
     z = np.random.default_rng(seed + 1).standard_normal(ref.shape)
-    np.testing.assert_allclose(framelet_reconstruct(a_hat, z, coef, alphas),
-                               framelet_reconstruct_reference(lap, z, coef, alphas), rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(
+        framelet_reconstruct(a_hat, z, coef, alphas),
+        framelet_reconstruct_reference(lap, z, coef, alphas),
+        rtol=1e-8,
+        atol=1e-8,
+    )
     # the stacked sparse blocks give the same numbers
     blocks = materialize_blocks(a_hat, coef, alphas)
     np.testing.assert_allclose(np.stack([b @ x for b in blocks]), ref, rtol=1e-8, atol=1e-8)
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(2, 15), p=st.floats(0.1, 0.6), seed=st.integers(0, 9999), frame=frames,
-       nc=st.integers(1, 4), lev=st.integers(1, 3))
+@given(
+    n=st.integers(2, 15),
+    p=st.floats(0.1, 0.6),
+    seed=st.integers(0, 9999),
+    frame=frames,
+    nc=st.integers(1, 4),
+    lev=st.integers(1, 3),
+)
 def test_torch_matches_dense_reference(n, p, seed, frame, nc, lev):
     torch = pytest.importorskip("torch")
     a_hat = normalized_adjacency(_graph(n, p, seed))
@@ -62,8 +80,12 @@ def test_torch_matches_dense_reference(n, p, seed, frame, nc, lev):
     ref = framelet_decompose_reference(lap, x, coef, alphas)
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-8, atol=1e-8)
     z = np.random.default_rng(seed + 1).standard_normal(ref.shape)
-    np.testing.assert_allclose(framelet_reconstruct_torch(adj, torch.tensor(z), coef, alphas).numpy(),
-                               framelet_reconstruct_reference(lap, z, coef, alphas), rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(
+        framelet_reconstruct_torch(adj, torch.tensor(z), coef, alphas).numpy(),
+        framelet_reconstruct_reference(lap, z, coef, alphas),
+        rtol=1e-8,
+        atol=1e-8,
+    )
 
 
 def test_torch_transform_gradients():
@@ -102,8 +124,12 @@ def test_cuda_path_matches_cpu():
     adj = to_torch_csr(a_hat, torch.float32, "cuda")
     xt = torch.tensor(x, device="cuda", requires_grad=True)
     got = framelet_decompose_torch(adj, xt, coef, alphas)
-    np.testing.assert_allclose(got.detach().cpu().numpy(), framelet_decompose(a_hat, x.astype(np.float64), coef, alphas),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        got.detach().cpu().numpy(),
+        framelet_decompose(a_hat, x.astype(np.float64), coef, alphas),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     framelet_reconstruct_torch(adj, got, coef, alphas).sum().backward()
     assert xt.grad is not None and torch.isfinite(xt.grad).all()
 

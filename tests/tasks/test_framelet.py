@@ -25,7 +25,9 @@ def _cache(tmp_path, monkeypatch):
 
 
 def _train(runs_dir, capsys, *args: str) -> tuple[int, dict, str]:
-    rc = main(["framelet", "train", "--project", str(runs_dir), "--device", "cpu", "--quiet", "--json", *args])
+    rc = main(
+        ["framelet", "train", "--project", str(runs_dir), "--device", "cpu", "--quiet", "--json", *args]
+    )
     cap = capsys.readouterr()
     return rc, (json.loads(cap.out) if rc == 0 else {}), cap.err
 
@@ -39,30 +41,100 @@ def test_train_eval_predict_default(runs_dir, capsys, tmp_path):
     assert (run / "data" / "edges.npy").exists()  # the synthesised default graph is kept with the run
     rc = main(["framelet", "eval", "--project", str(runs_dir), "--device", "cpu", "--quiet", "--json"])
     ev = json.loads(capsys.readouterr().out)["metrics"]
-    assert rc == 0 and ev["test/acc"] == pytest.approx(m["rep0/test/acc"])  # saved weights = rep 0's best epoch
+    assert rc == 0 and ev["test/acc"] == pytest.approx(
+        m["rep0/test/acc"]
+    )  # saved weights = rep 0's best epoch
     inp = tmp_path / "ids.txt"
     inp.write_text("0\n5\n239\n")
     outp = tmp_path / "pred.jsonl"
-    rc = main(["framelet", "predict", "--project", str(runs_dir), "--device", "cpu", "--quiet",
-               "--input", str(inp), "--output", str(outp)])
+    rc = main(
+        [
+            "framelet",
+            "predict",
+            "--project",
+            str(runs_dir),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--input",
+            str(inp),
+            "--output",
+            str(outp),
+        ]
+    )
     rows = [json.loads(line) for line in outp.read_text().splitlines()]
     assert rc == 0 and [r["node"] for r in rows] == [0, 5, 239]
     assert all(abs(sum(r["prob"]) - 1) < 1e-4 and r["pred"] == int(np.argmax(r["prob"])) for r in rows)
     inp.write_text("0\n240\n")
-    assert main(["framelet", "predict", "--project", str(runs_dir), "--device", "cpu", "--quiet",
-                 "--input", str(inp), "--output", str(outp)]) == 3
+    assert (
+        main(
+            [
+                "framelet",
+                "predict",
+                "--project",
+                str(runs_dir),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--input",
+                str(inp),
+                "--output",
+                str(outp),
+            ]
+        )
+        == 3
+    )
     inp.write_text("zero\n")
-    assert main(["framelet", "predict", "--project", str(runs_dir), "--device", "cpu", "--quiet",
-                 "--input", str(inp), "--output", str(outp)]) == 3
+    assert (
+        main(
+            [
+                "framelet",
+                "predict",
+                "--project",
+                str(runs_dir),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--input",
+                str(inp),
+                "--output",
+                str(outp),
+            ]
+        )
+        == 3
+    )
 
 
-@pytest.mark.parametrize("extra", [
-    ["--arch", "ufg-s", "--theta", "shared", "--threshold-scaling", "energy", "--operator", "matrix-free"],
-    ["--arch", "ufg-s", "--shrinkage", "hard", "--dtype", "float64", "--frame", "linear", "--cheb", "3"],
-    ["--arch", "ufg-r", "--lev", "3", "--feature-noise", "0.5", "--structure-noise", "0.1", "--frame", "quadratic"],
-    ["--arch", "gcn"],
-    ["--arch", "mlp"],
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [
+            "--arch",
+            "ufg-s",
+            "--theta",
+            "shared",
+            "--threshold-scaling",
+            "energy",
+            "--operator",
+            "matrix-free",
+        ],
+        ["--arch", "ufg-s", "--shrinkage", "hard", "--dtype", "float64", "--frame", "linear", "--cheb", "3"],
+        [
+            "--arch",
+            "ufg-r",
+            "--lev",
+            "3",
+            "--feature-noise",
+            "0.5",
+            "--structure-noise",
+            "0.1",
+            "--frame",
+            "quadratic",
+        ],
+        ["--arch", "gcn"],
+        ["--arch", "mlp"],
+    ],
+)
 def test_variants_train(runs_dir, capsys, extra):
     rc, out, err = _train(runs_dir, capsys, *TINY, *extra)
     assert rc == 0, err
@@ -77,26 +149,65 @@ def test_variants_train(runs_dir, capsys, extra):
 def test_graph_level_pooling(runs_dir, capsys, tmp_path):
     from mlkit.tasks.framelet.cli import synth
 
-    synth(out=tmp_path / "syn", nodes=120, classes=3, features=8, degree=6.0, mu=1.0, noise=[1.0], rewire=[0.2],
-          graphs=40, seed=0)
+    synth(
+        out=tmp_path / "syn",
+        nodes=120,
+        classes=3,
+        features=8,
+        degree=6.0,
+        mu=1.0,
+        noise=[1.0],
+        rewire=[0.2],
+        graphs=40,
+        seed=0,
+    )
     capsys.readouterr()
     assert (tmp_path / "syn" / "heterophilous" / "feats.npy").exists()
     for arch, readout in (("ufgpool", "sum"), ("ufgpool", "spectrum"), ("meanpool", "sum")):
-        rc, out, err = _train(runs_dir, capsys, "--data", str(tmp_path / "syn" / "graphs"), "--arch", arch,
-                              "--readout", readout, "--epochs", "2", "--reps", "2", "--batch-size", "16")
+        rc, out, err = _train(
+            runs_dir,
+            capsys,
+            "--data",
+            str(tmp_path / "syn" / "graphs"),
+            "--arch",
+            arch,
+            "--readout",
+            readout,
+            "--epochs",
+            "2",
+            "--reps",
+            "2",
+            "--batch-size",
+            "16",
+        )
         assert rc == 0, err
         assert 0 <= out["metrics"]["test/acc"] <= 1
     inp = tmp_path / "g.txt"
     inp.write_text("0\n39\n")
     outp = tmp_path / "g.jsonl"
-    rc = main(["framelet", "predict", "--project", str(runs_dir), "--device", "cpu", "--quiet",
-               "--input", str(inp), "--output", str(outp)])
+    rc = main(
+        [
+            "framelet",
+            "predict",
+            "--project",
+            str(runs_dir),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--input",
+            str(inp),
+            "--output",
+            str(outp),
+        ]
+    )
     rows = [json.loads(line) for line in outp.read_text().splitlines()]
     assert rc == 0 and [r["graph"] for r in rows] == [0, 39] and all(r["pred"] in (0, 1) for r in rows)
     rc = main(["framelet", "eval", "--project", str(runs_dir), "--device", "cpu", "--quiet", "--json"])
     assert rc == 0 and "test/acc" in json.loads(capsys.readouterr().out)["metrics"]
     # node-level data with a graph arch, and graph arch with no data: clear errors
-    rc, _, err = _train(runs_dir, capsys, "--data", str(tmp_path / "syn" / "homophilous"), "--arch", "ufgpool")
+    rc, _, err = _train(
+        runs_dir, capsys, "--data", str(tmp_path / "syn" / "homophilous"), "--arch", "ufgpool"
+    )
     assert rc == 3 and "TU" in err
     rc, _, err = _train(runs_dir, capsys, "--arch", "ufgpool")
     assert rc == 2 and "synth" in err
@@ -105,10 +216,22 @@ def test_graph_level_pooling(runs_dir, capsys, tmp_path):
 def test_node_data_in_the_generic_layout(runs_dir, capsys, tmp_path):
     from mlkit.tasks.framelet.cli import synth
 
-    synth(out=tmp_path / "syn", nodes=150, classes=3, features=8, degree=6.0, mu=1.0, noise=[], rewire=[],
-          graphs=4, seed=1)
+    synth(
+        out=tmp_path / "syn",
+        nodes=150,
+        classes=3,
+        features=8,
+        degree=6.0,
+        mu=1.0,
+        noise=[],
+        rewire=[],
+        graphs=4,
+        seed=1,
+    )
     capsys.readouterr()
-    rc, out, err = _train(runs_dir, capsys, "--data", str(tmp_path / "syn" / "homophilous"), "--epochs", "2", "--reps", "1")
+    rc, out, err = _train(
+        runs_dir, capsys, "--data", str(tmp_path / "syn" / "homophilous"), "--epochs", "2", "--reps", "1"
+    )
     assert rc == 0, err
     rc, _, err = _train(runs_dir, capsys, "--data", str(tmp_path / "syn"), "--epochs", "1")
     assert rc == 3  # a folder of folders is no known layout
@@ -116,7 +239,9 @@ def test_node_data_in_the_generic_layout(runs_dir, capsys, tmp_path):
 
 @pytest.mark.skipif(not (DATA / "ind.cora.x").exists(), reason="shared Planetoid data absent")
 def test_cora_runs(runs_dir, capsys):
-    rc, out, err = _train(runs_dir, capsys, "--data", str(DATA), "--dataset", "cora", "--epochs", "2", "--reps", "1")
+    rc, out, err = _train(
+        runs_dir, capsys, "--data", str(DATA), "--dataset", "cora", "--epochs", "2", "--reps", "1"
+    )
     assert rc == 0, err
     assert 0 <= out["metrics"]["test/acc"] <= 1
 
@@ -130,7 +255,9 @@ def test_shrinkage_functions():
 def test_ufgconv_shrinks_only_high_pass_and_operators_agree():
     g = S.csbm(nodes=120, classes=3, features=6, degree=6, seed=3)
     adj = g.to_scipy()
-    ops = [FrameletOp(F.build(adj, operator=o), "cpu", torch.float64) for o in ("matrix-free", "materialized")]
+    ops = [
+        FrameletOp(F.build(adj, operator=o), "cpu", torch.float64) for o in ("matrix-free", "materialized")
+    ]
     torch.manual_seed(0)
     conv = UFGConv(6, 4, ops[0].K, 120, shrinkage="soft", sigma=1.0).double()
     x = torch.from_numpy(g.features).double()
@@ -155,7 +282,11 @@ def test_csbm_and_noise():
 
     assert same(homo) > 0.65 and same(het) < 0.05  # expected 8*299/(8*299+900) = 0.73 and 0.032
     assert 8 < homo.num_edges / homo.num_nodes < 12
-    assert len(homo.train_idx) == 80 and len(homo.val_idx) == (1200 - 80) // 3 and len(homo.test_idx) == 1120 - 373
+    assert (
+        len(homo.train_idx) == 80
+        and len(homo.val_idx) == (1200 - 80) // 3
+        and len(homo.test_idx) == 1120 - 373
+    )
     noisy = S.feature_noise(homo, 2.0, 0)
     assert abs(float(np.std(noisy.features - homo.features)) - 2.0) < 0.05
     rew = S.structure_noise(homo, 0.5, 0)
@@ -168,15 +299,45 @@ def test_graph_regression_targets(runs_dir, capsys, tmp_path):
     from mlkit.graph.tu import write_tu
 
     graphs, labels = S.two_class_graphs(count=30, min_nodes=8, max_nodes=14, seed=2)
-    targets = (labels[:, None] * 2.0 + np.array([g.num_nodes for g in graphs])[:, None] / 10).astype(np.float32)
+    targets = (labels[:, None] * 2.0 + np.array([g.num_nodes for g in graphs])[:, None] / 10).astype(
+        np.float32
+    )
     write_tu(tmp_path / "reg", "REG", graphs, targets)
-    rc, out, err = _train(runs_dir, capsys, "--data", str(tmp_path / "reg"), "--arch", "ufgpool", "--epochs", "2",
-                          "--reps", "1", "--batch-size", "8")
+    rc, out, err = _train(
+        runs_dir,
+        capsys,
+        "--data",
+        str(tmp_path / "reg"),
+        "--arch",
+        "ufgpool",
+        "--epochs",
+        "2",
+        "--reps",
+        "1",
+        "--batch-size",
+        "8",
+    )
     assert rc == 0, err
     assert out["metrics"]["test/mae"] >= 0 and "test/acc" not in out["metrics"]
     inp = tmp_path / "g.txt"
     inp.write_text("3\n")
     outp = tmp_path / "g.jsonl"
-    assert main(["framelet", "predict", "--project", str(runs_dir), "--device", "cpu", "--quiet", "--input", str(inp),
-                 "--output", str(outp)]) == 0
+    assert (
+        main(
+            [
+                "framelet",
+                "predict",
+                "--project",
+                str(runs_dir),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--input",
+                str(inp),
+                "--output",
+                str(outp),
+            ]
+        )
+        == 0
+    )
     assert len(json.loads(outp.read_text())["value"]) == 1

@@ -20,7 +20,9 @@ def _cache(tmp_path, monkeypatch):
 
 
 def _metrics(runs_dir, capsys, *args: str) -> dict:
-    rc = main(["framelet", "train", "--project", str(runs_dir), "--device", "cpu", "--quiet", "--json", *args])
+    rc = main(
+        ["framelet", "train", "--project", str(runs_dir), "--device", "cpu", "--quiet", "--json", *args]
+    )
     cap = capsys.readouterr()
     assert rc == 0, cap.err[-2000:]
     return json.loads(cap.out)["metrics"]
@@ -39,8 +41,18 @@ def synth_dir(tmp_path_factory) -> Path:
     from mlkit.tasks.framelet.cli import synth
 
     out = tmp_path_factory.mktemp("framelet-synth")
-    synth(out=out, nodes=3000, classes=4, features=200, degree=10.0, mu=1.0, noise=[1.0, 2.0], rewire=[0.2],
-          graphs=600, seed=0)
+    synth(
+        out=out,
+        nodes=3000,
+        classes=4,
+        features=200,
+        degree=10.0,
+        mu=1.0,
+        noise=[1.0, 2.0],
+        rewire=[0.2],
+        graphs=600,
+        seed=0,
+    )
     return out
 
 
@@ -48,8 +60,14 @@ def test_shrinkage_degrades_less_under_feature_noise(runs_dir, capsys, synth_dir
     """8.3a: homophilous CSBM, feature noise eta in {0, 1, 2} sigma_x: UFG-S loses less accuracy than UFG-R."""
     acc = {}
     for arch in ("ufg-r", "ufg-s"):
-        for eta, folder in ((0, "homophilous"), (1, "homophilous-feature-noise-1"), (2, "homophilous-feature-noise-2")):
-            acc[arch, eta] = _metrics(runs_dir, capsys, "--data", str(synth_dir / folder), "--arch", arch, "--reps", "3")["test/acc"]
+        for eta, folder in (
+            (0, "homophilous"),
+            (1, "homophilous-feature-noise-1"),
+            (2, "homophilous-feature-noise-2"),
+        ):
+            acc[arch, eta] = _metrics(
+                runs_dir, capsys, "--data", str(synth_dir / folder), "--arch", arch, "--reps", "3"
+            )["test/acc"]
     print(acc)
     for eta in (1, 2):
         assert acc["ufg-r", 0] - acc["ufg-r", eta] >= acc["ufg-s", 0] - acc["ufg-s", eta], acc
@@ -57,8 +75,12 @@ def test_shrinkage_degrades_less_under_feature_noise(runs_dir, capsys, synth_dir
 
 def test_ufg_beats_gcn_on_heterophilous(runs_dir, capsys, synth_dir):
     """8.3b: heterophilous CSBM (p_in/p_out = 0.1): UFG-R clearly beats GCN and is >= an MLP."""
-    acc = {a: _metrics(runs_dir, capsys, "--data", str(synth_dir / "heterophilous"), "--arch", a, "--reps", "3")["test/acc"]
-           for a in ("ufg-r", "gcn", "mlp")}
+    acc = {
+        a: _metrics(runs_dir, capsys, "--data", str(synth_dir / "heterophilous"), "--arch", a, "--reps", "3")[
+            "test/acc"
+        ]
+        for a in ("ufg-r", "gcn", "mlp")
+    }
     print(acc)
     assert acc["ufg-r"] >= acc["gcn"] + 0.05, acc
     assert acc["ufg-r"] >= acc["mlp"], acc
@@ -66,8 +88,10 @@ def test_ufg_beats_gcn_on_heterophilous(runs_dir, capsys, synth_dir):
 
 def test_framelet_pooling_beats_mean_pooling(runs_dir, capsys, synth_dir):
     """8.4: two-class synthetic graph set, 10 reps: UFGPool-SUM >= mean pooling."""
-    acc = {a: _metrics(runs_dir, capsys, "--data", str(synth_dir / "graphs"), "--arch", a, "--reps", "10")
-           for a in ("ufgpool", "meanpool")}
+    acc = {
+        a: _metrics(runs_dir, capsys, "--data", str(synth_dir / "graphs"), "--arch", a, "--reps", "10")
+        for a in ("ufgpool", "meanpool")
+    }
     print({a: (m["test/acc"], m["test/acc_std"]) for a, m in acc.items()})
     assert acc["ufgpool"]["test/acc"] >= acc["meanpool"]["test/acc"], acc
     assert np.isfinite(acc["ufgpool"]["test/acc_std"])

@@ -25,7 +25,9 @@ def test_coefficient_test_vectors():
     np.testing.assert_allclose(_full("haar", 2), [[1.20439, -0.51363], [1.20439, 0.51363]], atol=1e-5)
     np.testing.assert_allclose(_full("haar", 3)[:, 2], [-0.10355, -0.10355], atol=1e-5)
     np.testing.assert_allclose(_full("haar", 4)[:, 3], [0.01373, -0.01373], atol=1e-5)
-    np.testing.assert_allclose(_full("linear", 2), [[1.0, -0.56682], [0.66751, 0.0], [1.0, 0.56682]], atol=1e-5)
+    np.testing.assert_allclose(
+        _full("linear", 2), [[1.0, -0.56682], [0.66751, 0.0], [1.0, 0.56682]], atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(("n", "err"), [(2, 0.116), (3, 0.015), (4, 0.0015)])

@@ -13,9 +13,15 @@ def synth(
     classes: int = typer.Option(4, "--classes", help="CSBM classes C."),
     features: int = typer.Option(200, "--features", help="CSBM feature dimension F."),
     degree: float = typer.Option(10.0, "--degree", help="CSBM expected degree."),
-    mu: float = typer.Option(1.0, "--mu", help="CSBM class-mean strength: mean = mu sqrt(F/C) e(y) (noise sigma_x = 1)."),
-    noise: list[float] = typer.Option([1.0, 2.0], "--noise", help="Feature-noise levels eta for the noisy copies."),
-    rewire: list[float] = typer.Option([0.2], "--rewire", help="Structure-noise levels rho (fraction of edges rewired)."),
+    mu: float = typer.Option(
+        1.0, "--mu", help="CSBM class-mean strength: mean = mu sqrt(F/C) e(y) (noise sigma_x = 1)."
+    ),
+    noise: list[float] = typer.Option(
+        [1.0, 2.0], "--noise", help="Feature-noise levels eta for the noisy copies."
+    ),
+    rewire: list[float] = typer.Option(
+        [0.2], "--rewire", help="Structure-noise levels rho (fraction of edges rewired)."
+    ),
     graphs: int = typer.Option(600, "--graphs", help="Graphs in the two-class graph-classification set."),
     seed: int = typer.Option(0, "--seed", help="Generator seed."),
 ) -> None:
@@ -32,8 +38,15 @@ def synth(
     def save(g, folder: str) -> None:
         rows = np.repeat(np.arange(g.num_nodes), np.diff(g.indptr))
         keep = rows < g.indices
-        save_generic(out / folder, np.stack([rows[keep], g.indices[keep]], 1), g.num_nodes, g.features, g.labels,
-                     {"train": g.train_idx, "val": g.val_idx, "test": g.test_idx}, name=g.name)
+        save_generic(
+            out / folder,
+            np.stack([rows[keep], g.indices[keep]], 1),
+            g.num_nodes,
+            g.features,
+            g.labels,
+            {"train": g.train_idx, "val": g.val_idx, "test": g.test_idx},
+            name=g.name,
+        )
         sys.stderr.write(f"wrote {out / folder} ({g.num_nodes} nodes, {g.num_edges // 2} edges)\n")
 
     kw = {"nodes": nodes, "classes": classes, "features": features, "degree": degree, "mu": mu, "seed": seed}

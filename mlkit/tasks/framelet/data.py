@@ -45,7 +45,11 @@ def resolve(cfg: dict[str, Any]) -> dict[str, Any]:
         (out["dtype"] in ("float32", "float64"), "dtype", "float32 or float64"),
         (out["model"]["theta"] in ("per-node", "shared"), "model.theta", "per-node or shared"),
         (out["shrinkage"]["mode"] in ("soft", "hard"), "shrinkage.mode", "soft or hard"),
-        (out["shrinkage"]["threshold_scaling"] in ("none", "energy"), "shrinkage.threshold_scaling", "none or energy"),
+        (
+            out["shrinkage"]["threshold_scaling"] in ("none", "energy"),
+            "shrinkage.threshold_scaling",
+            "none or energy",
+        ),
         (out["pool"]["readout"] in ("sum", "spectrum"), "pool.readout", "sum or spectrum"),
         (out["format"] in ("auto", "planetoid", "node", "tu"), "format", "auto, planetoid, node or tu"),
         (out["synth"]["kind"] in synth.RATIOS, "synth.kind", "homophilous or heterophilous"),
@@ -79,29 +83,47 @@ def detect(path: Path, fmt: str) -> str:
 def default_graph(cfg: dict[str, Any]) -> Graph:
     """The embedded default: the CSBM of the `synth` section (deterministic in synth.seed)."""
     s = cfg["synth"]
-    return synth.csbm(nodes=s["nodes"], classes=s["classes"], features=s["features"], degree=s["degree"],
-                      ratio=synth.RATIOS[s["kind"]], mu=s["mu"], train_per_class=s["train_per_class"],
-                      seed=s["seed"], name=f"csbm-{s['kind']}")
+    return synth.csbm(
+        nodes=s["nodes"],
+        classes=s["classes"],
+        features=s["features"],
+        degree=s["degree"],
+        ratio=synth.RATIOS[s["kind"]],
+        mu=s["mu"],
+        train_per_class=s["train_per_class"],
+        seed=s["seed"],
+        name=f"csbm-{s['kind']}",
+    )
 
 
 def load_nodes(cfg: dict[str, Any]) -> Graph:
     """The node-classification graph (with noise applied), symmetric, without self-loops."""
     if cfg["arch"] not in NODE_ARCHS:
-        raise UsageError(f"arch '{cfg['arch']}' is a graph-level arch", "arch", "Use ufg-r, ufg-s, gcn or mlp.")
+        raise UsageError(
+            f"arch '{cfg['arch']}' is a graph-level arch", "arch", "Use ufg-r, ufg-s, gcn or mlp."
+        )
     if cfg["data"] is None:
         g = default_graph(cfg)
     else:
         path = Path(cfg["data"])
         kind = detect(path, cfg["format"])
         if kind == "tu":
-            raise UsageError("this folder holds graph-level (TU) data", str(path), "Use --arch ufgpool, meanpool or sumpool.")
+            raise UsageError(
+                "this folder holds graph-level (TU) data",
+                str(path),
+                "Use --arch ufgpool, meanpool or sumpool.",
+            )
         if kind == "planetoid":
             from mlkit.graph.planetoid import find_names, load_planetoid
 
             names = find_names(path)
             name = cfg.get("name") or (names[0] if len(names) == 1 else None)
             if name is None:
-                raise UsageError(f"several Planetoid datasets here: {', '.join(names)}", str(path), "Pick one with --dataset.")
+                raise UsageError(
+                    f"several Planetoid datasets here: {', '.join(names)}",
+                    str(path),
+                    "Pick one with --dataset.",
+                )
             g = load_planetoid(path, name)
         else:
             from mlkit.graph.io import load_graph
@@ -110,9 +132,17 @@ def load_nodes(cfg: dict[str, Any]) -> Graph:
         g = _symmetrize(g)
     for attr in ("features", "labels", "train_idx", "val_idx", "test_idx"):
         if getattr(g, attr) is None:
-            raise DataError(f"the graph has no {attr}", str(cfg["data"]), "Node classification needs features, labels and a split.")
+            raise DataError(
+                f"the graph has no {attr}",
+                str(cfg["data"]),
+                "Node classification needs features, labels and a split.",
+            )
     if g.labels.ndim != 1:
-        raise DataError("multilabel targets are not supported by this task", str(cfg["data"]), "Give one int label per node.")
+        raise DataError(
+            "multilabel targets are not supported by this task",
+            str(cfg["data"]),
+            "Give one int label per node.",
+        )
     g = Graph(**{**g.__dict__, "features": np.asarray(g.features, dtype=np.float32)})
     noise = cfg["noise"]
     g = synth.feature_noise(g, float(noise["feature"]), int(noise["seed"]))
@@ -132,17 +162,24 @@ def load_graphs(cfg: dict[str, Any]) -> GraphSet:
     """The graph-level dataset (TU raw folder)."""
     if cfg["data"] is None:
         raise UsageError(
-            "graph-level archs need a TU dataset", "--data",
+            "graph-level archs need a TU dataset",
+            "--data",
             "Write the synthetic two-class set with `mlkit framelet synth --out DIR` and pass --data DIR/graphs.",
         )
     from mlkit.graph.tu import load_tu
 
     path = Path(cfg["data"])
     if detect(path, cfg["format"]) != "tu":
-        raise DataError("no TU dataset in this folder", str(path), "Expected layout: NAME_A.txt, NAME_graph_indicator.txt, NAME_graph_labels.txt.")
+        raise DataError(
+            "no TU dataset in this folder",
+            str(path),
+            "Expected layout: NAME_A.txt, NAME_graph_indicator.txt, NAME_graph_labels.txt.",
+        )
     ds = load_tu(path, cfg.get("name"), bool(cfg["graph"]["node_attributes"]))
     if cfg["noise"]["feature"] > 0:
         rng = np.random.default_rng(int(cfg["noise"]["seed"]))
         for g in ds.graphs:
-            g.features = (g.features + rng.normal(0, cfg["noise"]["feature"], g.features.shape)).astype(np.float32)
+            g.features = (g.features + rng.normal(0, cfg["noise"]["feature"], g.features.shape)).astype(
+                np.float32
+            )
     return ds

@@ -21,6 +21,7 @@ A_C = np.pi / 2  # Chebyshev interval half-width: masks live on [0, pi]
 
 # --- 2.2 filter banks ------------------------------------------------------------------------------------
 
+
 def masks(frame: str) -> list:
     """The r masks of a filter bank on xi in [0, pi]; mask 0 is the low-pass."""
     frame = frame.lower()
@@ -40,6 +41,7 @@ def masks(frame: str) -> list:
 
 # --- 2.3 Chebyshev coefficients --------------------------------------------------------------------------
 
+
 def cheb_coefficients(mask: Any, n: int, points: int = 500) -> np.ndarray:
     """c_k = 2/pi int_0^pi cos(k theta) g(a_c (cos theta + 1)) d theta, k < n (trapezoid, `points` nodes)."""
     if n < 1:
@@ -57,6 +59,7 @@ def coef_matrix(frame: str, n: int) -> np.ndarray:
 
 
 # --- 2.1 graph operator ----------------------------------------------------------------------------------
+
 
 def normalized_adjacency(adj: Any) -> sp.csr_matrix:
     """A_hat = D^-1/2 A D^-1/2 (float64 CSR, self-loops dropped, 0 rows for isolated nodes)."""
@@ -99,6 +102,7 @@ def lambda_max(a_hat: sp.csr_matrix, method: str = "eigsh", seed: int = 0) -> fl
 
 # --- 2.4 levels --------------------------------------------------------------------------------------------
 
+
 def level_alphas(lam_max: float, s: float, lev: int) -> list[float]:
     """alpha_l = t_l / a_c with t_l = (pi / lambda_max) s^(l - Lev), l = 1..Lev (finest level last)."""
     if s <= 1.0:
@@ -109,6 +113,7 @@ def level_alphas(lam_max: float, s: float, lev: int) -> list[float]:
 
 
 # --- 2.5 materialized blocks -------------------------------------------------------------------------------
+
 
 def materialize_blocks(a_hat: sp.csr_matrix, coef: np.ndarray, alphas: list[float]) -> list[sp.csr_matrix]:
     """The K blocks of B as sparse matrices (sparse x sparse products, same order as the kernel)."""
@@ -149,6 +154,7 @@ def estimate_materialized_nnz(a_hat: sp.csr_matrix, n_coef: int, lev: int, r: in
 
 # --- the operator ------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Framelet:
     """Everything needed to apply the framelet transform on one graph."""
@@ -180,7 +186,9 @@ class Framelet:
 
         if self.stacked is not None:
             s = self.stacked
-            return spmm_numba(s.indptr, s.indices, s.data.astype(x.dtype), x).reshape(self.num_blocks, self.num_nodes, -1)
+            return spmm_numba(s.indptr, s.indices, s.data.astype(x.dtype), x).reshape(
+                self.num_blocks, self.num_nodes, -1
+            )
         return framelet_decompose_numba(self.a_hat.astype(x.dtype), x, self.coef, self.alphas)
 
     def reconstruct(self, z: np.ndarray) -> np.ndarray:
@@ -245,7 +253,9 @@ def build(
     if operator == "auto":
         operator = "materialized" if estimate_materialized_nnz(a_hat, n, lev, r) <= max_nnz else "matrix-free"
     if operator not in ("matrix-free", "materialized"):
-        raise UsageError(f"unknown operator '{operator}'", "framelet.operator", "Use auto, matrix-free or materialized.")
+        raise UsageError(
+            f"unknown operator '{operator}'", "framelet.operator", "Use auto, matrix-free or materialized."
+        )
     stacked = None
     if operator == "materialized":
         tag = hashlib.sha256(f"{key}|{frame}|{lev}|{s}|{n}|{lam!r}".encode()).hexdigest()[:20]
@@ -259,4 +269,6 @@ def build(
                 tmp = folder / f".{op_file.stem}.{os.getpid()}.npz"
                 sp.save_npz(tmp, stacked)
                 os.replace(tmp, op_file)
-    return Framelet(a_hat=a_hat, coef=coef, alphas=alphas, lam_max=lam, frame=frame, operator=operator, stacked=stacked)
+    return Framelet(
+        a_hat=a_hat, coef=coef, alphas=alphas, lam_max=lam, frame=frame, operator=operator, stacked=stacked
+    )

@@ -38,8 +38,16 @@ class Prepared:
             a = g.to_scipy()
             self.adj.append(sp.coo_matrix(gcn_adjacency(a)))
             if cfg["arch"] == "ufgpool":
-                fw = F.build(a, frame=f["frame"], lev=int(f["lev"]), s=float(f["s"]), n=int(f["n"]),
-                             operator="materialized", lam_method=str(f["lambda_max"]), seed=int(cfg["seed"]))
+                fw = F.build(
+                    a,
+                    frame=f["frame"],
+                    lev=int(f["lev"]),
+                    s=float(f["s"]),
+                    n=int(f["n"]),
+                    operator="materialized",
+                    lam_method=str(f["lambda_max"]),
+                    seed=int(cfg["seed"]),
+                )
                 self.pool.append(sp.coo_matrix(fw.stacked))
         self.dtype = torch.float64 if cfg["dtype"] == "float64" else torch.float32
         t = ds.targets
@@ -68,7 +76,9 @@ class Prepared:
                 r.append(blk * total + offs[j] + local)
                 c.append(p.col + offs[j])
                 v.append(p.data)
-            m = sp.csr_matrix((np.concatenate(v), (np.concatenate(r), np.concatenate(c))), shape=(k * total, total))
+            m = sp.csr_matrix(
+                (np.concatenate(v), (np.concatenate(r), np.concatenate(c))), shape=(k * total, total)
+            )
             pool = (to_torch_csr(m, dt, dev), to_torch_csr(m.T, dt, dev))
         t = self.ds.targets[ids]
         if self.ds.regression:
@@ -79,8 +89,15 @@ class Prepared:
 
     def model(self) -> GraphNet:
         m = self.cfg["model"]
-        net = GraphNet(self.ds.num_features, int(m["hidden"]), self.out_dim, float(m["dropout"]), self.cfg["arch"],
-                       self.blocks, self.cfg["pool"]["readout"])
+        net = GraphNet(
+            self.ds.num_features,
+            int(m["hidden"]),
+            self.out_dim,
+            float(m["dropout"]),
+            self.cfg["arch"],
+            self.blocks,
+            self.cfg["pool"]["readout"],
+        )
         return net.to(self.ctx.device, self.dtype)
 
     def run(self, model: GraphNet, ids: np.ndarray, opt: Any = None, gen: Any = None) -> dict[str, float]:
@@ -91,7 +108,7 @@ class Prepared:
         model.train(opt is not None)
         loss_sum, correct, abs_err = 0.0, 0, 0.0
         for s in range(0, len(ids), bs):
-            x, adj, batch, ng, pool, y = self.batch(ids[s: s + bs])
+            x, adj, batch, ng, pool, y = self.batch(ids[s : s + bs])
             with torch.set_grad_enabled(opt is not None):
                 out = model(x, adj, batch, ng, pool)
                 if self.ds.regression:
@@ -104,7 +121,12 @@ class Prepared:
                 opt.step()
             loss_sum += float(loss.detach())
             if self.ds.regression:
-                abs_err += float(((out.detach() - y).abs() * torch.as_tensor(self.std, dtype=out.dtype, device=out.device)).sum())
+                abs_err += float(
+                    (
+                        (out.detach() - y).abs()
+                        * torch.as_tensor(self.std, dtype=out.dtype, device=out.device)
+                    ).sum()
+                )
             else:
                 correct += int((out.argmax(1) == y).sum())
         n = max(len(ids), 1)
@@ -120,19 +142,26 @@ def _split(n: int, fracs: list[float], rng: np.random.Generator) -> dict[str, np
     return {"train": perm[:a], "val": perm[a:b], "test": perm[b:]}
 
 
-def _fit(prep: Prepared, model: GraphNet, split: dict[str, np.ndarray], ctx: Ctx, run_cfg: dict | None,
-         extra: dict) -> tuple[dict[str, float], EpochLoop | None]:
+def _fit(
+    prep: Prepared, model: GraphNet, split: dict[str, np.ndarray], ctx: Ctx, run_cfg: dict | None, extra: dict
+) -> tuple[dict[str, float], EpochLoop | None]:
     cfg = prep.cfg
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.7, patience=5)
     patience = int(cfg["graph"]["patience"])
     loop = None
     if run_cfg is not None:
-        loop = EpochLoop(ctx, run_cfg, model, opt, sched, monitor="val/loss", mode="min", patience=patience, extra=extra)
+        loop = EpochLoop(
+            ctx, run_cfg, model, opt, sched, monitor="val/loss", mode="min", patience=patience, extra=extra
+        )
     best, best_state, bad = float("inf"), None, 0
     epochs = loop if loop is not None else range(int(cfg["epochs"]))
     for epoch in epochs:
-        gen = loop.generator() if loop is not None else torch.Generator().manual_seed(int(cfg["seed"]) * 7919 + epoch)
+        gen = (
+            loop.generator()
+            if loop is not None
+            else torch.Generator().manual_seed(int(cfg["seed"]) * 7919 + epoch)
+        )
         tr = prep.run(model, split["train"], opt, gen)
         va = prep.run(model, split["val"])
         sched.step(va["loss"])
@@ -168,7 +197,11 @@ def train_graphs(cfg: dict, cfg_r: dict, ctx: Ctx) -> dict:
     for rep in ctx.track(range(int(cfg_r["reps"])), "repetitions"):
         split = _split(len(ds.graphs), list(cfg_r["graph"]["split"]), rng)
         model = prep.model()
-        extra = {"graph_level": True, "split_test": split["test"].tolist(), "split_val": split["val"].tolist()}
+        extra = {
+            "graph_level": True,
+            "split_test": split["test"].tolist(),
+            "split_val": split["val"].tolist(),
+        }
         res, lp = _fit(prep, model, split, ctx, cfg if rep == 0 else None, extra)
         loop = lp or loop
         results.append(res)
@@ -196,7 +229,9 @@ def evaluate_graphs(cfg: dict, ctx: Ctx, ckpt: dict) -> dict:
     for split in ("val", "test"):
         ids = np.asarray(extra.get(f"split_{split}", []), dtype=np.int64)
         if ids.size and ids.max() >= len(prep.ds.graphs):
-            raise DataError("the dataset has fewer graphs than the one the model was trained on", str(cfg["data"]))
+            raise DataError(
+                "the dataset has fewer graphs than the one the model was trained on", str(cfg["data"])
+            )
         out |= {f"{split}/{k}": v for k, v in prep.run(model, ids).items()}
     return out
 
@@ -210,7 +245,9 @@ def predict_graphs(cfg: dict, ctx: Ctx, ckpt: dict, records: Iterable[str]) -> I
         if prep is None:
             prep, model = _restore(cfg, ctx, ckpt)
         if i >= len(prep.ds.graphs):
-            raise DataError(f"graph id {i} out of range 0..{len(prep.ds.graphs) - 1}", "input", "Use 0-based graph ids.")
+            raise DataError(
+                f"graph id {i} out of range 0..{len(prep.ds.graphs) - 1}", "input", "Use 0-based graph ids."
+            )
         x, adj, batch, ng, pool, _y = prep.batch(np.array([i]))
         with torch.no_grad():
             out = model(x, adj, batch, ng, pool)[0]

@@ -54,12 +54,16 @@ class Features:
         density = float(np.count_nonzero(x)) / max(x.size, 1)
         self.sparse = density <= max_density
         if not self.sparse:
-            self.dense = torch.from_numpy(np.array(x, dtype=np.float32 if dtype == torch.float32 else np.float64))
+            self.dense = torch.from_numpy(
+                np.array(x, dtype=np.float32 if dtype == torch.float32 else np.float64)
+            )
             self.dense = self.dense.to(device)
             return
         m = sp.csr_matrix(x)
         m.sort_indices()
-        order = sp.csr_matrix((np.arange(m.nnz, dtype=np.float64), m.indices, m.indptr), shape=m.shape).T.tocsr()
+        order = sp.csr_matrix(
+            (np.arange(m.nnz, dtype=np.float64), m.indices, m.indptr), shape=m.shape
+        ).T.tocsr()
         order.sort_indices()
         self.crow = torch.from_numpy(m.indptr.astype(np.int64)).to(device)
         self.col = torch.from_numpy(m.indices.astype(np.int64)).to(device)
@@ -71,16 +75,23 @@ class Features:
     def to_dense(self) -> torch.Tensor:
         if not self.sparse:
             return self.dense
-        return torch.sparse_csr_tensor(self.crow, self.col, self.values, self.shape, check_invariants=False).to_dense()
+        return torch.sparse_csr_tensor(
+            self.crow, self.col, self.values, self.shape, check_invariants=False
+        ).to_dense()
 
     def matmul(self, w: torch.Tensor, dropout: float = 0.0, training: bool = False) -> torch.Tensor:
         """dropout(X) @ w."""
         if not self.sparse:
             return nn.functional.dropout(self.dense, dropout, training) @ w
-        v = nn.functional.dropout(self.values, dropout, training) if (training and dropout > 0) else self.values
+        v = (
+            nn.functional.dropout(self.values, dropout, training)
+            if (training and dropout > 0)
+            else self.values
+        )
         a = torch.sparse_csr_tensor(self.crow, self.col, v, self.shape, check_invariants=False)
-        at = torch.sparse_csr_tensor(self.crow_t, self.col_t, v[self.perm], (self.shape[1], self.shape[0]),
-                                     check_invariants=False)
+        at = torch.sparse_csr_tensor(
+            self.crow_t, self.col_t, v[self.perm], (self.shape[1], self.shape[0]), check_invariants=False
+        )
         return spmm_torch(a, w, at)
 
 
@@ -106,8 +117,17 @@ class UFGConv(nn.Module):
     Lev-1 intermediate low-pass blocks (whose theta never gets a gradient there) are not stored.
     """
 
-    def __init__(self, fin: int, fout: int, blocks: int, nodes: int, theta: str = "per-node",
-                 shrinkage: str | None = None, sigma: float = 1.0, scaling: str = "none") -> None:
+    def __init__(
+        self,
+        fin: int,
+        fout: int,
+        blocks: int,
+        nodes: int,
+        theta: str = "per-node",
+        shrinkage: str | None = None,
+        sigma: float = 1.0,
+        scaling: str = "none",
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(fin, fout))
         self.theta = nn.Parameter(torch.empty(blocks, nodes if theta == "per-node" else 1))
@@ -138,8 +158,20 @@ class UFGConv(nn.Module):
 class UFGNet(nn.Module):
     """UFGConv-R: conv -> ReLU -> dropout -> conv; UFGConv-S: conv(shrink) -> dropout -> conv(shrink)."""
 
-    def __init__(self, fin: int, hidden: int, classes: int, blocks: int, nodes: int, dropout: float,
-                 relu: bool, theta: str, shrinkage: str | None, sigma: float, scaling: str) -> None:
+    def __init__(
+        self,
+        fin: int,
+        hidden: int,
+        classes: int,
+        blocks: int,
+        nodes: int,
+        dropout: float,
+        relu: bool,
+        theta: str,
+        shrinkage: str | None,
+        sigma: float,
+        scaling: str,
+    ) -> None:
         super().__init__()
         self.relu, self.dropout = relu, dropout
         kw = {"theta": theta, "shrinkage": shrinkage, "sigma": sigma, "scaling": scaling}
@@ -167,7 +199,9 @@ class GCN(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(spmm_torch(adj, _mm(x, self.lin1.weight.T, self.dropout, self.training)) + self.lin1.bias)
+        h = torch.relu(
+            spmm_torch(adj, _mm(x, self.lin1.weight.T, self.dropout, self.training)) + self.lin1.bias
+        )
         h = nn.functional.dropout(h, self.dropout, self.training)
         return spmm_torch(adj, h @ self.lin2.weight.T) + self.lin2.bias
 
@@ -181,7 +215,9 @@ class MLP(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, _graph: Any = None) -> torch.Tensor:
-        h = nn.functional.dropout(torch.relu(_mm(x, self.lin1.weight.T) + self.lin1.bias), self.dropout, self.training)
+        h = nn.functional.dropout(
+            torch.relu(_mm(x, self.lin1.weight.T) + self.lin1.bias), self.dropout, self.training
+        )
         return self.lin2(h)
 
 
@@ -203,7 +239,9 @@ class GraphNet(nn.Module):
     pool: ufgpool (framelet blocks, readout sum or spectrum: K*h features), mean or sum (h features).
     """
 
-    def __init__(self, fin: int, hidden: int, out: int, dropout: float, pool: str, blocks: int, readout: str) -> None:
+    def __init__(
+        self, fin: int, hidden: int, out: int, dropout: float, pool: str, blocks: int, readout: str
+    ) -> None:
         super().__init__()
         self.conv1, self.conv2 = nn.Linear(fin, hidden), nn.Linear(hidden, hidden)
         for conv in (self.conv1, self.conv2):  # PyG GCNConv init: Glorot weight, zero bias
@@ -211,10 +249,13 @@ class GraphNet(nn.Module):
             nn.init.zeros_(conv.bias)
         self.pool, self.readout, self.blocks = pool, readout, blocks
         width = blocks * hidden if pool == "ufgpool" else hidden
-        self.head = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out))
+        self.head = nn.Sequential(
+            nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out)
+        )
 
-    def forward(self, x: torch.Tensor, adj: torch.Tensor, batch: torch.Tensor, num_graphs: int,
-                pool_op: Any = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, adj: torch.Tensor, batch: torch.Tensor, num_graphs: int, pool_op: Any = None
+    ) -> torch.Tensor:
         h = torch.relu(spmm_torch(adj, x @ self.conv1.weight.T) + self.conv1.bias)
         h = torch.relu(spmm_torch(adj, h @ self.conv2.weight.T) + self.conv2.bias)
         f = h.shape[1]

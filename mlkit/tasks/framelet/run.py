@@ -30,13 +30,25 @@ def _dtype(cfg: dict[str, Any]) -> torch.dtype:
 
 def build_framelet(cfg: dict[str, Any], adj: Any, ctx: Ctx | None = None) -> F.Framelet:
     f = cfg["framelet"]
-    fw = F.build(adj, frame=f["frame"], lev=int(f["lev"]), s=float(f["s"]), n=int(f["n"]), operator=f["operator"],
-                 max_nnz=int(f["max_nnz"]), lam_method=str(f["lambda_max"]), seed=int(cfg["seed"]),
-                 cache=bool(f["cache"]), cache_root=f["cache_dir"])
+    fw = F.build(
+        adj,
+        frame=f["frame"],
+        lev=int(f["lev"]),
+        s=float(f["s"]),
+        n=int(f["n"]),
+        operator=f["operator"],
+        max_nnz=int(f["max_nnz"]),
+        lam_method=str(f["lambda_max"]),
+        seed=int(cfg["seed"]),
+        cache=bool(f["cache"]),
+        cache_root=f["cache_dir"],
+    )
     if ctx is not None:
-        ctx.log(f"framelet: {f['frame']} r={fw.r} Lev={f['lev']} s={f['s']} n={f['n']} lambda_max={fw.lam_max:.5f} "
-                f"blocks={fw.num_blocks} operator={fw.operator}"
-                + (f" nnz={fw.stacked.nnz:,}" if fw.stacked is not None else ""))
+        ctx.log(
+            f"framelet: {f['frame']} r={fw.r} Lev={f['lev']} s={f['s']} n={f['n']} lambda_max={fw.lam_max:.5f} "
+            f"blocks={fw.num_blocks} operator={fw.operator}"
+            + (f" nnz={fw.stacked.nnz:,}" if fw.stacked is not None else "")
+        )
     return fw
 
 
@@ -48,8 +60,10 @@ class NodeSetup:
         dev, dt = ctx.device, _dtype(cfg)
         self.x = Features(g.features, dev, dt)
         self.y = torch.from_numpy(np.array(g.labels, dtype=np.int64)).to(dev)
-        self.idx = {k: torch.from_numpy(np.array(v, dtype=np.int64)).to(dev)
-                    for k, v in (("train", g.train_idx), ("val", g.val_idx), ("test", g.test_idx))}
+        self.idx = {
+            k: torch.from_numpy(np.array(v, dtype=np.int64)).to(dev)
+            for k, v in (("train", g.train_idx), ("val", g.val_idx), ("test", g.test_idx))
+        }
         self.classes = int(g.labels.max()) + 1
         adj = g.to_scipy()
         arch = cfg["arch"]
@@ -58,8 +72,10 @@ class NodeSetup:
             self.fw = build_framelet(cfg, adj, ctx if verbose else None)
             if verbose and cfg["framelet"]["n"] <= 3 and g.num_nodes <= 50_000:
                 rng = np.random.default_rng(0)
-                ctx.log(f"framelet: reconstruction error ||sum W^T W x - x|| / ||x|| = "
-                        f"{self.fw.tightness(rng.standard_normal((g.num_nodes, 4))):.3f} (0 = tight frame)")
+                ctx.log(
+                    f"framelet: reconstruction error ||sum W^T W x - x|| / ||x|| = "
+                    f"{self.fw.tightness(rng.standard_normal((g.num_nodes, 4))):.3f} (0 = tight frame)"
+                )
             self.op: Any = FrameletOp(self.fw, dev, dt)
         elif arch == "gcn":
             from mlkit.kernels.spmm import to_torch_csr
@@ -74,10 +90,19 @@ class NodeSetup:
         arch = cfg["arch"]
         if arch.startswith("ufg"):
             sh = cfg["shrinkage"]
-            net: torch.nn.Module = UFGNet(fin, hid, self.classes, self.fw.num_blocks, self.g.num_nodes, drop,
-                                          relu=arch == "ufg-r", theta=m["theta"],
-                                          shrinkage=sh["mode"] if arch == "ufg-s" else None,
-                                          sigma=float(sh["sigma"]), scaling=sh["threshold_scaling"])
+            net: torch.nn.Module = UFGNet(
+                fin,
+                hid,
+                self.classes,
+                self.fw.num_blocks,
+                self.g.num_nodes,
+                drop,
+                relu=arch == "ufg-r",
+                theta=m["theta"],
+                shrinkage=sh["mode"] if arch == "ufg-s" else None,
+                sigma=float(sh["sigma"]),
+                scaling=sh["threshold_scaling"],
+            )
         elif arch == "gcn":
             net = GCN(fin, hid, self.classes, drop)
         else:
@@ -91,18 +116,26 @@ class NodeSetup:
         out = {}
         for split in ("val", "test"):
             i = self.idx[split]
-            out[f"{split}/acc"] = float((logp[i].argmax(1) == self.y[i]).float().mean()) if len(i) else float("nan")
+            out[f"{split}/acc"] = (
+                float((logp[i].argmax(1) == self.y[i]).float().mean()) if len(i) else float("nan")
+            )
         out["val/loss"] = float(torch.nn.functional.nll_loss(logp[self.idx["val"]], self.y[self.idx["val"]]))
         if getattr(getattr(model, "conv1", None), "shrinkage", None):
             out["shrink/zero_frac"] = model.zero_fraction()
         return out
 
-    def fit(self, model: torch.nn.Module, run_cfg: dict[str, Any] | None = None,
-            extra: dict[str, Any] | None = None) -> dict[str, float]:
+    def fit(
+        self,
+        model: torch.nn.Module,
+        run_cfg: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, float]:
         """Train one repetition (inside EpochLoop when run_cfg is given); return the best-val-accuracy epoch's
         metrics with the model's weights left at that epoch."""
         cfg = self.cfg
-        opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
+        opt = torch.optim.Adam(
+            model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"])
+        )
         loop = None
         if run_cfg is not None:
             loop = EpochLoop(self.ctx, run_cfg, model, opt, monitor="val/acc", mode="max", extra=extra)
@@ -147,10 +180,19 @@ def train(cfg: dict, ctx: Ctx) -> dict:
 
         rows = np.repeat(np.arange(g.num_nodes), np.diff(g.indptr))
         keep = rows < g.indices
-        save_generic(ctx.run_dir / "data", np.stack([rows[keep], g.indices[keep]], 1), g.num_nodes, g.features, g.labels,
-                     {"train": g.train_idx, "val": g.val_idx, "test": g.test_idx}, name=g.name)
-    ctx.log(f"data: {g.name} N={g.num_nodes:,} edges={g.num_edges // 2:,} F={g.features.shape[1]} "
-            f"classes={int(g.labels.max()) + 1} split={len(g.train_idx)}/{len(g.val_idx)}/{len(g.test_idx)}")
+        save_generic(
+            ctx.run_dir / "data",
+            np.stack([rows[keep], g.indices[keep]], 1),
+            g.num_nodes,
+            g.features,
+            g.labels,
+            {"train": g.train_idx, "val": g.val_idx, "test": g.test_idx},
+            name=g.name,
+        )
+    ctx.log(
+        f"data: {g.name} N={g.num_nodes:,} edges={g.num_edges // 2:,} F={g.features.shape[1]} "
+        f"classes={int(g.labels.max()) + 1} split={len(g.train_idx)}/{len(g.val_idx)}/{len(g.test_idx)}"
+    )
     setup = NodeSetup(cfg_r, ctx, g)
     reps = int(cfg_r["reps"])
     results = []
@@ -162,11 +204,15 @@ def train(cfg: dict, ctx: Ctx) -> dict:
         else:
             res = setup.fit(model)
         results.append(res)
-        ctx.log(f"rep {rep + 1}/{reps}: best epoch {int(res['epoch']) + 1}  val/acc {res['val/acc']:.4f}  "
-                f"test/acc {res['test/acc']:.4f}")
+        ctx.log(
+            f"rep {rep + 1}/{reps}: best epoch {int(res['epoch']) + 1}  val/acc {res['val/acc']:.4f}  "
+            f"test/acc {res['test/acc']:.4f}"
+        )
     out = summarize(results)
     out["saved_rep"] = 0.0
-    ctx.log(f"test/acc {out['test/acc']:.4f} +- {out['test/acc_std']:.4f} over {reps} reps (weights saved: rep 1)")
+    ctx.log(
+        f"test/acc {out['test/acc']:.4f} +- {out['test/acc_std']:.4f} over {reps} reps (weights saved: rep 1)"
+    )
     return loop.finish(out)
 
 
@@ -190,8 +236,11 @@ def _restore_node(cfg: dict, ctx: Ctx, ckpt: dict) -> tuple[NodeSetup, torch.nn.
     g = D.load_nodes(cfg_r)
     extra = ckpt.get("extra", {})
     if extra.get("num_nodes") not in (None, g.num_nodes):
-        raise DataError(f"the model was trained on a graph with {extra['num_nodes']} nodes, this one has {g.num_nodes}",
-                        str(cfg["data"]), "UFGConv with per-node theta is transductive: use the training graph.")
+        raise DataError(
+            f"the model was trained on a graph with {extra['num_nodes']} nodes, this one has {g.num_nodes}",
+            str(cfg["data"]),
+            "UFGConv with per-node theta is transductive: use the training graph.",
+        )
     setup = NodeSetup(cfg_r, ctx, g, verbose=False)
     model = setup.model()
     model.load_state_dict(ckpt["state_dict"])
@@ -214,9 +263,15 @@ def _ids(records: Iterable[str], limit: int, what: str) -> Iterator[tuple[int, s
         try:
             i = int(text)
         except ValueError:
-            raise DataError(f"bad {what} id '{text}'", f"input line {n}", f"Write one integer {what} id per line.") from None
+            raise DataError(
+                f"bad {what} id '{text}'", f"input line {n}", f"Write one integer {what} id per line."
+            ) from None
         if not 0 <= i < limit:
-            raise DataError(f"{what} id {i} out of range 0..{limit - 1}", f"input line {n}", f"Use ids of the {what}s the model knows.")
+            raise DataError(
+                f"{what} id {i} out of range 0..{limit - 1}",
+                f"input line {n}",
+                f"Use ids of the {what}s the model knows.",
+            )
         yield i, text
 
 
@@ -234,7 +289,9 @@ def predict(cfg: dict, ctx: Ctx, ckpt: dict, records: Iterable[str]) -> Iterator
             with torch.no_grad():
                 probs = torch.softmax(model(setup.x, setup.op), 1).cpu().numpy()
         if i >= probs.shape[0]:
-            raise DataError(f"node id {i} out of range 0..{probs.shape[0] - 1}", "input", "Use ids of the training graph.")
+            raise DataError(
+                f"node id {i} out of range 0..{probs.shape[0] - 1}", "input", "Use ids of the training graph."
+            )
         p = probs[i]
         yield {"node": i, "pred": int(p.argmax()), "prob": [round(float(v), 6) for v in p]}
 

@@ -60,14 +60,21 @@ def csbm(
         raise ValueError(f"need at least one feature per class (F = {features}, C = {c})")
     means = np.zeros((c, features))
     for k in range(c):
-        means[k, k * width: (k + 1) * width] = mu * np.sqrt(features / c) / np.sqrt(width)
+        means[k, k * width : (k + 1) * width] = mu * np.sqrt(features / c) / np.sqrt(width)
     x = (means[labels] + rng.standard_normal((n, features))).astype(np.float32)
     train = np.concatenate([rng.permutation(m)[:train_per_class] for m in members])
     rest = rng.permutation(np.setdiff1d(np.arange(n), train))
     v = min(val, rest.shape[0] // 3)
     return Graph(
-        indptr=adj.indptr, indices=adj.indices, num_nodes=n, features=x, labels=labels,
-        train_idx=np.sort(train), val_idx=np.sort(rest[:v]), test_idx=np.sort(rest[v: v + test]), name=name,
+        indptr=adj.indptr,
+        indices=adj.indices,
+        num_nodes=n,
+        features=x,
+        labels=labels,
+        train_idx=np.sort(train),
+        val_idx=np.sort(rest[:v]),
+        test_idx=np.sort(rest[v : v + test]),
+        name=name,
     )
 
 
@@ -105,8 +112,14 @@ def _bernoulli_graph(rng: np.random.Generator, prob: np.ndarray) -> np.ndarray:
 
 
 def two_class_graphs(
-    count: int = 600, min_nodes: int = 20, max_nodes: int = 60, degree: float = 2.0, ratio: float = 3.0,
-    bridges: int = 2, noise: float = 0.5, seed: int = 0,
+    count: int = 600,
+    min_nodes: int = 20,
+    max_nodes: int = 60,
+    degree: float = 2.0,
+    ratio: float = 3.0,
+    bridges: int = 2,
+    noise: float = 0.5,
+    seed: int = 0,
 ) -> tuple[list[Graph], np.ndarray]:
     """Two classes with the same node-count and (expected) degree distributions whose degree signal differs
     in frequency content (spec 3: low- vs high-frequency energy). Every graph has a low-degree group of
