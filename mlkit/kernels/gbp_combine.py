@@ -69,7 +69,9 @@ def _level_nodes(level, n, touched, ntouch, flag):  # noqa: ANN001, ANN202
 
 
 @njit(parallel=True, cache=True)
-def _bidir_blocks(indptr, indices, deg, xt, cols, dneg, dpos, wts, rmax, targets, lptr, lnodes, lprobs, width, nworkers, out):  # noqa: ANN001, ANN202, E501
+def _bidir_blocks(
+    indptr, indices, deg, xt, cols, dneg, dpos, wts, rmax, targets, lptr, lnodes, lprobs, width, nworkers, out
+):  # noqa: ANN001, ANN202, E501
     f = cols.shape[0]
     n = xt.shape[1]
     levels = wts.shape[0] - 1
@@ -93,13 +95,71 @@ def _bidir_blocks(indptr, indices, deg, xt, cols, dneg, dpos, wts, rmax, targets
         for b in range(wk, nblocks, workers):
             c0 = b * width
             nb = min(f, c0 + width) - c0
-            _one_block(indptr, indices, deg, xt, cols, dneg, dpos, wts, rmax, targets, lptr, lnodes, lprobs, c0, nb,
-                       res, flag, touched, ntouch, q, zz, ulist, uflag, qlist, qflag, theta, moved, acc, out)
+            _one_block(
+                indptr,
+                indices,
+                deg,
+                xt,
+                cols,
+                dneg,
+                dpos,
+                wts,
+                rmax,
+                targets,
+                lptr,
+                lnodes,
+                lprobs,
+                c0,
+                nb,
+                res,
+                flag,
+                touched,
+                ntouch,
+                q,
+                zz,
+                ulist,
+                uflag,
+                qlist,
+                qflag,
+                theta,
+                moved,
+                acc,
+                out,
+            )
 
 
 @njit(cache=True)
-def _one_block(indptr, indices, deg, xt, cols, dneg, dpos, wts, rmax, targets, lptr, lnodes, lprobs, c0, nb,  # noqa: ANN001, ANN202
-               res, flag, touched, ntouch, q, zz, ulist, uflag, qlist, qflag, theta, moved, acc, out):
+def _one_block(
+    indptr,
+    indices,
+    deg,
+    xt,
+    cols,
+    dneg,
+    dpos,
+    wts,
+    rmax,
+    targets,
+    lptr,
+    lnodes,
+    lprobs,
+    c0,
+    nb,  # noqa: ANN001, ANN202
+    res,
+    flag,
+    touched,
+    ntouch,
+    q,
+    zz,
+    ulist,
+    uflag,
+    qlist,
+    qflag,
+    theta,
+    moved,
+    acc,
+    out,
+):
     n = xt.shape[1]
     levels = wts.shape[0] - 1
     t_count = targets.shape[0]
@@ -205,12 +265,6 @@ def block_width(num_cols: int, n: int, levels: int, threads: int, budget: int = 
     return int(max(1, min(16, by_threads, by_memory)))
 
 
-def pull_width(num_cols: int, n: int, levels: int, budget: int = 1 << 30) -> int:
-    """Columns per block of the pull kernel: all of them (at most 64) within `budget` bytes of residues."""
-    w = max(1, min(64, num_cols, budget // max((levels + 1) * n * 8, 1)))
-    return int(-(-num_cols // -(-num_cols // w)))  # even blocks
-
-
 def bidirectional_numba(
     indptr: np.ndarray,
     indices: np.ndarray,
@@ -260,8 +314,24 @@ def bidirectional_numba(
     pull_cols, push_cols = allc[dense], allc[~dense]
     if push_cols.size:
         wd = int(width) if width else block_width(push_cols.size, n, levels, numba.get_num_threads())
-        _bidir_blocks(indptr, indices, deg, xt, push_cols, dneg, dpos, w, float(rmax), targets, lptr, lnodes, lprobs,
-                      wd, numba.get_num_threads(), out)
+        _bidir_blocks(
+            indptr,
+            indices,
+            deg,
+            xt,
+            push_cols,
+            dneg,
+            dpos,
+            w,
+            float(rmax),
+            targets,
+            lptr,
+            lnodes,
+            lprobs,
+            wd,
+            numba.get_num_threads(),
+            out,
+        )
     if pull_cols.size:
         if rows is None:
             rows = (indptr, indices)
@@ -275,21 +345,49 @@ def bidirectional_numba(
                     a = at.T.tocsr()
                     a.sort_indices()
                     rows = (a.indptr, a.indices)
-        wd = int(width) if width else pull_width(pull_cols.size, n, levels)
-        gbp_pull.bidir_pull(np.asarray(rows[0]), np.asarray(rows[1]), deg, xt, pull_cols, dneg, dpos, w, float(rmax),
-                            targets, (lptr, lnodes, lprobs), wd, out)
+        gbp_pull.bidir_pull(
+            np.asarray(rows[0]),
+            np.asarray(rows[1]),
+            deg,
+            xt,
+            pull_cols,
+            dneg,
+            dpos,
+            w,
+            float(rmax),
+            targets,
+            (lptr, lnodes, lprobs),
+            out,
+            width=width,
+        )
     return out
 
 
-def bidirectional(x: Any, indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, r: float, rmax: float,
-                  targets: np.ndarray, coef: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+def bidirectional(
+    x: Any,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    weights: np.ndarray,
+    r: float,
+    rmax: float,
+    targets: np.ndarray,
+    coef: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> np.ndarray:
     """Entry point: the bidirectional estimator runs on the CPU (push queues are a poor fit for GPUs)."""
-    return bidirectional_numba(np.asarray(indptr), np.asarray(indices), np.asarray(x), weights, r, rmax, targets, coef)
+    return bidirectional_numba(
+        np.asarray(indptr), np.asarray(indices), np.asarray(x), weights, r, rmax, targets, coef
+    )
 
 
 def bidirectional_reference(
-    indptr: np.ndarray, indices: np.ndarray, x: np.ndarray, weights: np.ndarray, r: float, rmax: float,
-    targets: np.ndarray, s_levels: list[np.ndarray],
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    x: np.ndarray,
+    weights: np.ndarray,
+    r: float,
+    rmax: float,
+    targets: np.ndarray,
+    s_levels: list[np.ndarray],
 ) -> np.ndarray:
     """Dense NumPy version of the same estimator ([|S|, F]); s_levels[j-1] = S^(j) as dense [|S|, n]."""
     n = indptr.shape[0] - 1

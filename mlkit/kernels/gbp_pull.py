@@ -60,21 +60,55 @@ def hop_distances(indptr, indices, targets, levels):  # noqa: ANN001, ANN201
 
 @njit(cache=True)
 def _ball_order(dist, levels):  # noqa: ANN001, ANN202
-    """Nodes with dist <= levels grouped by distance (ascending ids within a group); prefix counts per distance."""
+    """Nodes with dist <= levels grouped by distance (ascending ids within a group), prefix counts, slot of each node."""
     n = dist.shape[0]
-    cnt = np.zeros(levels + 2, dtype=np.int64)
+    cnt = np.zeros(levels + 3, dtype=np.int64)  # dist runs to levels + 1 (outside the ball)
     for u in range(n):
         cnt[dist[u] + 1] += 1
     for k in range(levels + 1):
         cnt[k + 1] += cnt[k]
-    pos = cnt[:-1].copy()
+    pos = cnt[: levels + 1].copy()
     order = np.empty(cnt[levels + 1], dtype=np.int64)
+    slot = np.full(n, -1, dtype=np.int64)
     for u in range(n):
         d = dist[u]
         if d <= levels:
+            slot[u] = pos[d]
             order[pos[d]] = u
             pos[d] += 1
-    return order, cnt[1:]  # B_k = order[:upto[k]]
+    return order, cnt[1 : levels + 2], slot  # B_k = order[:upto[k]] (new ids 0..upto[k]-1)
+
+
+@njit(parallel=True, cache=True)
+def _relabel(indptr, indices, order, nrows, slot):  # noqa: ANN001, ANN202
+    """The CSR rows order[:nrows] with new ids (their neighbours lie in the ball: slot >= 0)."""
+    ptr = np.zeros(nrows + 1, dtype=np.int64)
+    for k in range(nrows):
+        u = order[k]
+        ptr[k + 1] = ptr[k] + indptr[u + 1] - indptr[u]
+    idx = np.empty(ptr[nrows], dtype=np.int32)
+    nch = (nrows + _CHUNK - 1) // _CHUNK
+    for ch in prange(nch):
+        for k in range(ch * _CHUNK, min(nrows, (ch + 1) * _CHUNK)):
+            u = order[k]
+            q = ptr[k]
+            for p in range(indptr[u], indptr[u + 1]):
+                idx[q] = slot[indices[p]]
+                q += 1
+    return ptr, idx
+
+
+@njit(parallel=True, cache=True)
+def _map_nodes(lnodes, lptr, slot):  # noqa: ANN001, ANN202
+    levels = lptr.shape[0]
+    out = np.empty(lnodes.shape, dtype=np.int32)
+    for j in range(levels):
+        m = lptr[j, lptr.shape[1] - 1]
+        nch = (m + _CHUNK - 1) // _CHUNK
+        for ch in prange(nch):
+            for p in range(ch * _CHUNK, min(m, (ch + 1) * _CHUNK)):
+                out[j, p] = slot[lnodes[j, p]]
+    return out
 
 
 @njit(parallel=True, cache=True)
@@ -97,30 +131,52 @@ def level0_density(xt, cols, dneg, rmax):  # noqa: ANN001, ANN201
 
 
 @njit(parallel=True, cache=True)
-def _init_level0(xt, cols, c0, nb, dneg, rmax, r0, theta):  # noqa: ANN001, ANN202
+def _init_level0(xt, cols, c0, nb, dneg, order, rmax, r0, x0, theta):  # noqa: ANN001, ANN202
+    """R^(0) and x (node-major, x's dtype) on the ball (new ids); theta = rmax * ||D^-r x||_1 over all nodes."""
     n = xt.shape[1]
     for jj in prange(nb):
         c = cols[c0 + jj]
         mass = 0.0
         for u in range(n):
-            v = xt[c, u] * dneg[u]
-            r0[u, jj] = v
-            mass += abs(v)
+            mass += abs(xt[c, u] * dneg[u])
         theta[jj] = rmax * (mass if mass > 0.0 else 1.0)
+        for k in range(order.shape[0]):
+            u = order[k]
+            r0[k, jj] = xt[c, u] * dneg[u]
+            x0[k, jj] = xt[c, u]
 
 
 @njit(parallel=True, cache=True)
-def _gather(indptr, indices, inv, src, dst, rows, nrows, theta, nb):  # noqa: ANN001, ANN202
-    """dst[v] = inv(v) * sum over row v of the src values above theta (per column), for v in rows[:nrows]."""
+def _gather0(ptr, idx, inv, x0, dn, dst, nrows, theta, nb):  # noqa: ANN001, ANN202
+    """_gather from level 0 reading x (float32 features: half the bytes) and recomputing R^(0) = x d^-r."""
     nch = (nrows + _CHUNK - 1) // _CHUNK
     for ch in prange(nch):
         acc = np.empty(nb)
-        for k in range(ch * _CHUNK, min(nrows, (ch + 1) * _CHUNK)):
-            v = rows[k]
+        for v in range(ch * _CHUNK, min(nrows, (ch + 1) * _CHUNK)):
             for jj in range(nb):
                 acc[jj] = 0.0
-            for p in range(indptr[v], indptr[v + 1]):
-                u = indices[p]
+            for p in range(ptr[v], ptr[v + 1]):
+                u = idx[p]
+                du = dn[u]
+                for jj in range(nb):
+                    ru = x0[u, jj] * du
+                    acc[jj] += ru if abs(ru) > theta[jj] else 0.0
+            iv = inv[v]
+            for jj in range(nb):
+                dst[v, jj] = acc[jj] * iv
+
+
+@njit(parallel=True, cache=True)
+def _gather(ptr, idx, inv, src, dst, nrows, theta, nb):  # noqa: ANN001, ANN202
+    """dst[v] = inv(v) * sum over row v of the src values above theta (per column), v < nrows."""
+    nch = (nrows + _CHUNK - 1) // _CHUNK
+    for ch in prange(nch):
+        acc = np.empty(nb)
+        for v in range(ch * _CHUNK, min(nrows, (ch + 1) * _CHUNK)):
+            for jj in range(nb):
+                acc[jj] = 0.0
+            for p in range(ptr[v], ptr[v + 1]):
+                u = idx[p]
                 for jj in range(nb):
                     ru = src[u, jj]
                     acc[jj] += ru if abs(ru) > theta[jj] else 0.0
@@ -130,99 +186,143 @@ def _gather(indptr, indices, inv, src, dst, rows, nrows, theta, nb):  # noqa: AN
 
 
 @njit(parallel=True, cache=True)
-def _settle(res, rows, nrows, theta, nb):  # noqa: ANN001, ANN202
-    """Clear the pushed residues (|R| > theta) of rows[:nrows]: what stays is the leftover."""
+def _settle(res, nrows, theta, nb):  # noqa: ANN001, ANN202
+    """Clear the pushed residues (|R| > theta) of rows < nrows: what stays is the leftover."""
     nch = (nrows + _CHUNK - 1) // _CHUNK
     for ch in prange(nch):
-        for k in range(ch * _CHUNK, min(nrows, (ch + 1) * _CHUNK)):
-            u = rows[k]
+        for u in range(ch * _CHUNK, min(nrows, (ch + 1) * _CHUNK)):
             for jj in range(nb):
                 if abs(res[u, jj]) > theta[jj]:
                     res[u, jj] = 0.0
 
 
 @njit(parallel=True, cache=True)
-def _fold(res, wts, dist, rows, nrows, nb):  # noqa: ANN001, ANN202
-    """In place: res[j, u] = C_j(u) = w_j R^(0)(u) + sum_{t=1}^{L-j} w_{t+j} R^(t)(u) for dist(u) <= j <= L."""
+def _fold(buf, off, wts, upto, nb):  # noqa: ANN001, ANN202
+    """In place: C_j(u) = w_j R^(0)(u) + sum_{t=1}^{L-j} w_{t+j} R^(t)(u) for dist(u) <= j, stored where R^(L-j) was.
+
+    R^(t) lives at buf[off[t] + u] for u < upto[L-t], so node u (dist du) has R^(0..L-du) and C_(du..L): the
+    same slots."""
     levels = wts.shape[0] - 1
+    nrows = upto[levels]
     nch = (nrows + _CHUNK - 1) // _CHUNK
     for ch in prange(nch):
         tmp = np.empty((levels + 1, nb))
-        for k in range(ch * _CHUNK, min(nrows, (ch + 1) * _CHUNK)):
-            u = rows[k]
-            du = dist[u]
-            for t in range(levels - du + 1):  # R^(t)(u) is defined for t <= L - dist(u)
+        du = 0
+        for u in range(ch * _CHUNK, min(nrows, (ch + 1) * _CHUNK)):
+            while u >= upto[du]:
+                du += 1
+            for t in range(levels - du + 1):
                 for jj in range(nb):
-                    tmp[t, jj] = res[t, u, jj]
+                    tmp[t, jj] = buf[off[t] + u, jj]
             for j in range(du, levels + 1):
                 for jj in range(nb):
                     z = wts[j] * tmp[0, jj]
                     for t in range(1, levels - j + 1):
                         if wts[t + j] != 0.0:
                             z += wts[t + j] * tmp[t, jj]
-                    res[j, u, jj] = z
+                    buf[off[levels - j] + u, jj] = z
 
 
 @njit(parallel=True, cache=True)
-def _combine(res, q, dist, dpos, targets, lptr, lnodes, lprobs, live, cols, c0, nb, out):  # noqa: ANN001, ANN202
-    levels = res.shape[0] - 1
+def _combine(buf, off, upto, q, tslot, dpos, targets, lptr, mnodes, lprobs, live, cols, c0, nb, out):  # noqa: ANN001, ANN202
+    levels = off.shape[0] - 1
     t_count = targets.shape[0]
     nch = (t_count + _CHUNK - 1) // _CHUNK
     for ch in prange(nch):
         acc = np.empty(nb)
         for i in range(ch * _CHUNK, min(t_count, (ch + 1) * _CHUNK)):
-            s = targets[i]
+            base = off[levels] + tslot[i]  # C_0 sits where R^(L) was
             for jj in range(nb):
-                acc[jj] = q[i, jj] + res[0, s, jj]
+                acc[jj] = q[i, jj] + buf[base, jj]
             for j in range(1, levels + 1):
                 if not live[j]:
                     continue
+                o = off[levels - j]
+                lim = upto[j]
                 for p in range(lptr[j - 1, i], lptr[j - 1, i + 1]):
-                    u = lnodes[j - 1, p]
-                    if dist[u] > j:  # unreachable in j steps: S^(j)(s, u) is 0 in expectation
+                    u = mnodes[j - 1, p]
+                    if u < 0 or u >= lim:  # farther than j steps: S^(j)(s, u) is 0 in expectation
                         continue
                     pr = lprobs[j - 1, p]
                     for jj in range(nb):
-                        acc[jj] += pr * res[j, u, jj]
+                        acc[jj] += pr * buf[o + u, jj]
             for jj in range(nb):
-                out[cols[c0 + jj], i] = dpos[s] * acc[jj]
+                out[cols[c0 + jj], i] = dpos[targets[i]] * acc[jj]
 
 
 @njit(cache=True)
-def _reserve(res_t, q, targets, theta, w, nb):  # noqa: ANN001, ANN202
-    for i in range(targets.shape[0]):
-        s = targets[i]
+def _reserve(res_t, q, tslot, theta, w, nb):  # noqa: ANN001, ANN202
+    for i in range(tslot.shape[0]):
+        s = tslot[i]
         for jj in range(nb):
             ru = res_t[s, jj]
             if abs(ru) > theta[jj]:
                 q[i, jj] += w * ru
 
 
+def ball_rows(levels: int, n: int, upto: np.ndarray) -> int:
+    """Rows of all level arrays together: sum_t |B_(L-t)|."""
+    return int(sum(int(upto[levels - t]) for t in range(levels + 1)))
+
+
 def bidir_pull(
-    indptr: np.ndarray, indices: np.ndarray, deg: np.ndarray, xt: np.ndarray, cols: np.ndarray, dneg: np.ndarray,
-    dpos: np.ndarray, wts: np.ndarray, rmax: float, targets: np.ndarray,
-    coef: tuple[np.ndarray, np.ndarray, np.ndarray], width: int, out: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    deg: np.ndarray,
+    xt: np.ndarray,
+    cols: np.ndarray,
+    dneg: np.ndarray,
+    dpos: np.ndarray,
+    wts: np.ndarray,
+    rmax: float,
+    targets: np.ndarray,
+    coef: tuple[np.ndarray, np.ndarray, np.ndarray],
+    out: np.ndarray,
+    width: int | None = None,
+    budget: int = 1 << 30,
 ) -> None:
-    """Write the estimate of columns `cols` of xt [F, n] into out[cols] ([F, |S|]); indptr/indices = rows of A."""
-    n = xt.shape[1]
+    """Write the estimate of columns `cols` of xt [F, n] into out[cols] ([F, |S|]); indptr/indices = rows of A.
+
+    Nodes are renumbered by distance to S (the ball B_L only), so level l is a dense [|B_(L-l)|, W] array
+    and the gathers run over a compact CSR: memory and work follow the ball, not n."""
     levels = wts.shape[0] - 1
     lptr, lnodes, lprobs = coef
     dist = hop_distances(indptr, indices, targets, levels)
-    order, upto = _ball_order(dist, levels)
-    inv = np.where(deg > 0, 1.0 / np.where(deg > 0, deg, 1.0), 0.0)
+    order, upto, slot = _ball_order(dist, levels)
+    del dist
+    inner = int(upto[levels - 1]) if levels > 0 else 0  # rows that are ever gathered: dist <= L-1
+    ptr, idx = _relabel(indptr, indices, order, inner, slot)
+    mnodes = _map_nodes(lnodes, lptr, slot)
+    tslot = slot[targets]
+    del slot
+    dg = deg[order[:inner]]
+    inv = np.where(dg > 0, 1.0 / np.where(dg > 0, dg, 1.0), 0.0)
     live = np.array([bool(np.any(wts[j:] != 0.0)) for j in range(levels + 1)])
-    width = max(1, min(int(width), cols.shape[0]))
-    res = np.empty((levels + 1, n, width))
-    q = np.empty((targets.shape[0], width))
-    theta = np.empty(width)
-    for c0 in range(0, cols.shape[0], width):
-        nb = min(width, cols.shape[0] - c0)
+    rows = ball_rows(levels, xt.shape[1], upto)
+    off = np.zeros(levels + 1, dtype=np.int64)
+    for t in range(1, levels + 1):
+        off[t] = off[t - 1] + upto[levels - t + 1]
+    f = cols.shape[0]
+    w = int(width) if width else max(1, min(64, f, budget // max(rows * 8, 1)))
+    w = max(1, min(w, f))
+    w = -(-f // -(-f // w))  # even blocks
+    buf = np.empty((rows, w))
+    q = np.empty((targets.shape[0], w))
+    theta = np.empty(w)
+    x0 = np.empty((upto[levels], w), dtype=xt.dtype)
+    dn = dneg[order]
+    for c0 in range(0, f, w):
+        nb = min(w, f - c0)
         q[:] = 0.0
-        _init_level0(xt, cols, c0, nb, dneg, float(rmax), res[0], theta)
+        _init_level0(xt, cols, c0, nb, dneg, order, float(rmax), buf[: upto[levels]], x0, theta)
         for t in range(levels):
-            # level t lives on B_{L-t}; level t+1 is gathered on B_{L-t-1}
-            _gather(indptr, indices, inv, res[t], res[t + 1], order, upto[levels - t - 1], theta, nb)
-            _reserve(res[t], q, targets, theta, float(wts[t]), nb)
-            _settle(res[t], order, upto[levels - t], theta, nb)
-        _fold(res, wts, dist, order, upto[levels], nb)
-        _combine(res, q, dist, dpos, targets, lptr, lnodes, lprobs, live, cols, c0, nb, out)
+            src = buf[off[t] : off[t] + upto[levels - t]]
+            dst = buf[off[t + 1] : off[t + 1] + upto[levels - t - 1]]
+            if t == 0:
+                _gather0(ptr, idx, inv, x0, dn, dst, int(upto[levels - 1]), theta, nb)
+            else:
+                _gather(ptr, idx, inv, src, dst, int(upto[levels - t - 1]), theta, nb)
+            _reserve(src, q, tslot, theta, float(wts[t]), nb)
+            _settle(src, int(upto[levels - t]), theta, nb)
+        _fold(buf, off, wts, upto, nb)
+        _combine(buf, off, upto, q, tslot, dpos, targets, lptr, mnodes, lprobs, live, cols, c0, nb, out)

@@ -70,7 +70,9 @@ def weights_of(prop: dict[str, Any]) -> np.ndarray:
     """The level weights w_0..w_L of the configured family."""
     kind = prop["weights"]
     if kind not in WEIGHTS:
-        raise UsageError(f"unknown weights '{kind}'", "propagation.weights", f"Use one of {', '.join(WEIGHTS)}.")
+        raise UsageError(
+            f"unknown weights '{kind}'", "propagation.weights", f"Use one of {', '.join(WEIGHTS)}."
+        )
     levels = int(prop["levels"])
     if kind == "list":
         w = np.asarray(prop["weight_list"], dtype=np.float64)
@@ -81,22 +83,50 @@ def weights_of(prop: dict[str, Any]) -> np.ndarray:
         return gp.sgc_weights(levels if levels > 0 else 2)
     if levels <= 0:
         levels = gp.levels_for_tol(kind, float(prop["tol"]), float(prop["alpha"]), float(prop["heat_t"]))
-    return gp.ppr_weights(float(prop["alpha"]), levels) if kind == "ppr" else gp.heat_weights(float(prop["heat_t"]), levels)
+    return (
+        gp.ppr_weights(float(prop["alpha"]), levels)
+        if kind == "ppr"
+        else gp.heat_weights(float(prop["heat_t"]), levels)
+    )
 
 
-def resolve_estimator(prop: dict[str, Any], num_nodes: int, num_targets: int | None) -> str:
-    """auto -> exact when (almost) every node is a target, bidirectional when |S| < n / 20."""
+def resolve_estimator(
+    prop: dict[str, Any],
+    num_nodes: int,
+    num_targets: int | None,
+    levels: int | None = None,
+    num_entries: int | None = None,
+) -> str:
+    """auto -> exact unless targets are few (|S| < n / 20) AND the bidirectional work model beats L SpMMs.
+
+    The model (per feature column, in entry visits): exact = L nnz; bidirectional gathers level l+1 only on
+    the targets' (L-l-1)-hop ball, about min(nnz, |S| d^(l+1)) entries per level, at most L d / r_max pushed
+    entries in all, in float64 (x2), plus |S| n_r L walk steps. With many levels the ball covers the graph
+    and exact SpMM wins; with few levels or few targets the bidirectional estimator does."""
     est = prop["estimator"]
     if est not in ESTIMATORS:
-        raise UsageError(f"unknown estimator '{est}'", "propagation.estimator", f"Use one of {', '.join(ESTIMATORS)}.")
+        raise UsageError(
+            f"unknown estimator '{est}'", "propagation.estimator", f"Use one of {', '.join(ESTIMATORS)}."
+        )
     if est == "push" and prop["weights"] != "ppr":
         raise UsageError(
-            "the push estimator is the original's PPR path", "propagation.estimator",
+            "the push estimator is the original's PPR path",
+            "propagation.estimator",
             "Use weights: ppr, or estimator bidirectional/exact for heat, sgc and list weights.",
         )
-    if est == "auto":
-        return "bidirectional" if num_targets is not None and num_targets * 20 < num_nodes else "exact"
-    return est
+    if est != "auto":
+        return est
+    if num_targets is None or num_targets * 20 >= num_nodes:
+        return "exact"
+    if levels is None or num_entries is None or levels <= 0:
+        return "bidirectional"
+    nnz = max(float(num_entries), 1.0)
+    d = nnz / max(num_nodes, 1)
+    ball = sum(min(nnz, num_targets * d ** (k + 1)) for k in range(levels))
+    pushes = levels * d / max(float(prop.get("rmax", 1e-7)), 1e-300)
+    feats = max(int(prop.get("_features", 64)), 1)
+    bidir = 2.0 * min(ball, pushes) + num_targets * float(prop.get("walks", 1000)) * levels / feats
+    return "bidirectional" if bidir < levels * nnz else "exact"
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -172,9 +202,15 @@ def plan(graph: Graph, prop: dict[str, Any], targets: np.ndarray | None, seed: i
     """(estimator, weights, the parameters that shape the result, the target array or None)."""
     n = graph.num_nodes
     w = weights_of(prop)
-    est = resolve_estimator(prop, n, None if targets is None else len(targets))
-    params: dict[str, Any] = {"estimator": est, "weights": w.tolist(), "r": float(prop["r"]),
-                              "self_loops": bool(prop["self_loops"])}
+    nnz = int(np.asarray(graph.indptr)[-1]) + (n if prop["self_loops"] else 0)
+    feats = {} if graph.features is None else {"_features": int(graph.features.shape[1])}
+    est = resolve_estimator({**prop, **feats}, n, None if targets is None else len(targets), len(w) - 1, nnz)
+    params: dict[str, Any] = {
+        "estimator": est,
+        "weights": w.tolist(),
+        "r": float(prop["r"]),
+        "self_loops": bool(prop["self_loops"]),
+    }
     if est in ("push", "bidirectional"):
         params["rmax"] = float(prop["rmax"])
     if est == "push":
@@ -241,28 +277,51 @@ def propagate_rows(
         if not gp.is_symmetric(indptr, push_idx):
             import scipy.sparse as sp
 
-            at = sp.csr_matrix((np.ones(push_idx.shape[0], np.float32), push_idx, indptr), shape=(n, n)).T.tocsr()
+            at = sp.csr_matrix(
+                (np.ones(push_idx.shape[0], np.float32), push_idx, indptr), shape=(n, n)
+            ).T.tocsr()
             push_ptr, push_idx = at.indptr, at.indices
         timings["prepare"] = time.perf_counter() - t0
         if est == "push":
             t1 = time.perf_counter()
-            out_t = gp.ppr_push_numba(push_ptr, push_idx, xt, float(prop["alpha"]), float(prop["rmax"]),
-                                      float(prop["r"]), deg=deg, transposed=True)
+            out_t = gp.ppr_push_numba(
+                push_ptr,
+                push_idx,
+                xt,
+                float(prop["alpha"]),
+                float(prop["rmax"]),
+                float(prop["r"]),
+                deg=deg,
+                transposed=True,
+            )
             timings["push"] = time.perf_counter() - t1
         else:
             from mlkit.kernels import gbp_combine as gc
             from mlkit.kernels import gbp_walks as gw
 
             t1 = time.perf_counter()
-            levels = gw.walks_numba(indptr, np.asarray(indices), tgt, int(prop["walks"]), len(w) - 1, int(seed))
+            levels = gw.walks_numba(
+                indptr, np.asarray(indices), tgt, int(prop["walks"]), len(w) - 1, int(seed)
+            )
             timings["walks"] = time.perf_counter() - t1
             t1 = time.perf_counter()
             coef = gc.coefficients(levels, w, tgt)
             del levels
             timings["pack walks"] = time.perf_counter() - t1
             t1 = time.perf_counter()
-            out_t = gc.bidirectional_numba(push_ptr, push_idx, xt, w, float(prop["r"]), float(prop["rmax"]), tgt,
-                                           coef, deg=deg, transposed=True)
+            out_t = gc.bidirectional_numba(
+                push_ptr,
+                push_idx,
+                xt,
+                w,
+                float(prop["r"]),
+                float(prop["rmax"]),
+                tgt,
+                coef,
+                deg=deg,
+                transposed=True,
+                rows=(indptr, np.asarray(indices)),
+            )
             timings["push+combine"] = time.perf_counter() - t1
         rows = out_t.T
     res = Propagated(np.ascontiguousarray(rows, dtype=np.float32), tgt, n, est, timings)
@@ -290,22 +349,36 @@ def save(cache_dir: Path, name: str, res: Propagated, params: dict[str, Any]) ->
     np.save(tmp, res.rows)
     if res.nodes is not None:
         np.save(cache_dir / f"{name}.nodes.npy", res.nodes)
-    meta = {"estimator": res.estimator, "shape": list(res.rows.shape), "num_nodes": res.num_nodes,
-            "has_nodes": res.nodes is not None, "params": params, "timings": res.timings}
+    meta = {
+        "estimator": res.estimator,
+        "shape": list(res.rows.shape),
+        "num_nodes": res.num_nodes,
+        "has_nodes": res.nodes is not None,
+        "params": params,
+        "timings": res.timings,
+    }
     (cache_dir / f"{name}.json").write_text(json.dumps(meta, indent=1))
     tmp.replace(cache_dir / f"{name}.npy")
     return load_cached(cache_dir, name, res.num_nodes, res.timings)  # type: ignore[return-value]
 
 
-def load_cached(cache_dir: Path, name: str, num_nodes: int, timings: dict[str, float] | None = None) -> Propagated | None:
+def load_cached(
+    cache_dir: Path, name: str, num_nodes: int, timings: dict[str, float] | None = None
+) -> Propagated | None:
     """The cached result `name`, memory-mapped, or None."""
     rows_p, meta_p = cache_dir / f"{name}.npy", cache_dir / f"{name}.json"
     if not (rows_p.exists() and meta_p.exists()):
         return None
     meta = json.loads(meta_p.read_text())
     nodes = np.load(cache_dir / f"{name}.nodes.npy") if meta.get("has_nodes") else None
-    return Propagated(np.load(rows_p, mmap_mode="r"), nodes, num_nodes, meta["estimator"],
-                      dict(timings if timings is not None else meta.get("timings", {})), rows_p)
+    return Propagated(
+        np.load(rows_p, mmap_mode="r"),
+        nodes,
+        num_nodes,
+        meta["estimator"],
+        dict(timings if timings is not None else meta.get("timings", {})),
+        rows_p,
+    )
 
 
 def merge_shards(cache_dir: Path, key: str, count: int, num_nodes: int) -> Propagated:
