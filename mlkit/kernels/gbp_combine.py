@@ -3,8 +3,13 @@ target-side walk distributions.
 
     coefficients(walk_levels, weights, targets)          pack the walk levels S^(1..L) for the kernel
     bidirectional_reference(indptr, indices, x, weights, r, rmax, targets, s_levels)   dense NumPy
-    bidirectional_numba(indptr, indices, x, weights, r, rmax, targets, coef, deg=None)
+    bidirectional_numba(indptr, indices, x, weights, r, rmax, targets, coef, deg=None, mode="auto")
     bidirectional(x, ...)                                entry point (CPU)
+
+Two kernels compute the same estimate (equal up to rounding): the scatter push below (mode "push", work
+proportional to the pushes: right when few nodes cross the threshold) and the level-synchronous gather of
+gbp_pull (mode "pull": right when most nodes do, e.g. a small relative r_max; it works on the targets' L-hop
+ball only). mode "auto" picks per column from the share of nodes above the threshold at level 0.
 
 Per column, with R^(0) = D^-r x, threshold theta = rmax * ||D^-r x||_1: for l = 0..L-1 every node with
 |R^(l)(u)| > theta moves its residue to level l+1 (R^(l+1)(v) += R^(l)(u) / d(v) for every v with A[v,u] = 1)
@@ -16,7 +21,8 @@ pass over x (level 0) plus the pushes and the combine: nodes touched at levels >
 reset individually; a level is visited in ascending node order (a sort of its touched list, or one byte
 scan when it is dense), so each column's result does not depend on which columns share its block.
 Columns are processed in blocks with node-major residues [level, node, column], so the combine reads a
-contiguous run of columns per walk entry, and the combine costs sum_j nnz(S^(j)) per target and column; each worker thread allocates its scratch once.
+contiguous run of columns per walk entry, and the combine costs sum_j nnz(S^(j)) per target and column;
+each worker thread allocates its scratch once.
 """
 
 from __future__ import annotations

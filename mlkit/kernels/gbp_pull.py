@@ -16,7 +16,9 @@ level l+1 is computed on B_{L-l-1} = {u : dist(S, u) <= L-l-1} only and pushes o
 layout, one block of columns at a time, so a gather reads a contiguous run of columns per edge; each row is
 written by one thread (no atomics) and every column's arithmetic is independent of the block it shares and
 of the thread count. Leftover residues are folded in place into C_j = w_j R^(0) + sum_{t>=1} w_{t+j} R^(t)
-on the ball, and P(s) = d(s)^r [ q(s) + C_0(s) + sum_{j>=1} sum_u S^(j)(s, u) C_j(u) ].
+on the ball, and P(s) = d(s)^r [ q(s) + C_0(s) + sum_{j>=1} sum_u S^(j)(s, u) C_j(u) ]. Stored residues
+take the features' precision (float32 features: float32 levels, half the bytes per gathered entry; float64
+features: float64 levels); every sum and the reserves are accumulated in float64.
 """
 
 from __future__ import annotations
@@ -131,8 +133,8 @@ def level0_density(xt, cols, dneg, rmax):  # noqa: ANN001, ANN201
 
 
 @njit(parallel=True, cache=True)
-def _init_level0(xt, cols, c0, nb, dneg, order, rmax, r0, x0, theta):  # noqa: ANN001, ANN202
-    """R^(0) and x (node-major, x's dtype) on the ball (new ids); theta = rmax * ||D^-r x||_1 over all nodes."""
+def _init_level0(xt, cols, c0, nb, dneg, order, rmax, r0, theta):  # noqa: ANN001, ANN202
+    """R^(0) on the ball (new ids); theta = rmax * ||D^-r x||_1 over all nodes."""
     n = xt.shape[1]
     for jj in prange(nb):
         c = cols[c0 + jj]
@@ -143,27 +145,6 @@ def _init_level0(xt, cols, c0, nb, dneg, order, rmax, r0, x0, theta):  # noqa: A
         for k in range(order.shape[0]):
             u = order[k]
             r0[k, jj] = xt[c, u] * dneg[u]
-            x0[k, jj] = xt[c, u]
-
-
-@njit(parallel=True, cache=True)
-def _gather0(ptr, idx, inv, x0, dn, dst, nrows, theta, nb):  # noqa: ANN001, ANN202
-    """_gather from level 0 reading x (float32 features: half the bytes) and recomputing R^(0) = x d^-r."""
-    nch = (nrows + _CHUNK - 1) // _CHUNK
-    for ch in prange(nch):
-        acc = np.empty(nb)
-        for v in range(ch * _CHUNK, min(nrows, (ch + 1) * _CHUNK)):
-            for jj in range(nb):
-                acc[jj] = 0.0
-            for p in range(ptr[v], ptr[v + 1]):
-                u = idx[p]
-                du = dn[u]
-                for jj in range(nb):
-                    ru = x0[u, jj] * du
-                    acc[jj] += ru if abs(ru) > theta[jj] else 0.0
-            iv = inv[v]
-            for jj in range(nb):
-                dst[v, jj] = acc[jj] * iv
 
 
 @njit(parallel=True, cache=True)
@@ -303,25 +284,24 @@ def bidir_pull(
     for t in range(1, levels + 1):
         off[t] = off[t - 1] + upto[levels - t + 1]
     f = cols.shape[0]
-    w = int(width) if width else max(1, min(64, f, budget // max(rows * 8, 1)))
+    # stored residues in the features' precision (float32 features: float32 levels, half the gathered bytes);
+    # every sum is accumulated in float64 and float64 features keep float64 levels (the exactness tests)
+    rdt = np.float32 if xt.dtype == np.float32 else np.float64
+    item = np.dtype(rdt).itemsize
+    w = int(width) if width else max(1, min(64, f, budget // max(rows * item, 1)))
     w = max(1, min(w, f))
     w = -(-f // -(-f // w))  # even blocks
-    buf = np.empty((rows, w))
+    buf = np.empty((rows, w), dtype=rdt)
     q = np.empty((targets.shape[0], w))
     theta = np.empty(w)
-    x0 = np.empty((upto[levels], w), dtype=xt.dtype)
-    dn = dneg[order]
     for c0 in range(0, f, w):
         nb = min(w, f - c0)
         q[:] = 0.0
-        _init_level0(xt, cols, c0, nb, dneg, order, float(rmax), buf[: upto[levels]], x0, theta)
+        _init_level0(xt, cols, c0, nb, dneg, order, float(rmax), buf[: upto[levels]], theta)
         for t in range(levels):
             src = buf[off[t] : off[t] + upto[levels - t]]
             dst = buf[off[t + 1] : off[t + 1] + upto[levels - t - 1]]
-            if t == 0:
-                _gather0(ptr, idx, inv, x0, dn, dst, int(upto[levels - 1]), theta, nb)
-            else:
-                _gather(ptr, idx, inv, src, dst, int(upto[levels - t - 1]), theta, nb)
+            _gather(ptr, idx, inv, src, dst, int(upto[levels - t - 1]), theta, nb)
             _reserve(src, q, tslot, theta, float(wts[t]), nb)
             _settle(src, int(upto[levels - t]), theta, nb)
         _fold(buf, off, wts, upto, nb)
