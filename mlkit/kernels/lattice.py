@@ -287,7 +287,7 @@ def _core_index(plan: dict, n_d: int, dtype: Any, device: Any) -> dict:
     full = np.arange(n)
     remap = full - full % n_b + rank[full % n_b]  # old row of D·B -> new row
     n_act = (lens[None, :] > np.arange(m)[:, None]).sum(1)  # rows still running at each step
-    pos = np.empty(n_w + 1, dtype=np.int64)  # word id -> row of the start-ordered cell store
+    pos = np.empty(n_w, dtype=np.int64)  # word id -> row of the start-ordered cell store
     pos[by_start] = np.arange(n_w)
     sb = remap[np.asarray(plan["wb"], dtype=np.int64)[by_start]]
     st = np.repeat(np.arange(m), np.diff(plan["start_ptr"]))  # start step of each start-ordered word
