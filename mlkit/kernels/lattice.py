@@ -12,7 +12,7 @@ Ux [Dc,H], Uc [H,H], u [H]; Vx [Dw,3H], Vh [H,3H], v [3H] (order f, i, ĉ). Word
 arrays start/last (index of the final char, last > start) and their input vectors xw [W, Dw].
 
 - `lattice_reference`: NumPy, one sentence, dict of word-cell lists (the truth).
-- `lattice_sentence_torch`: torch, one sentence at a time (the original's loop; autograd).
+- `lattice_sentence_torch`: torch, one sentence at a time, words batched per position (the original's loop).
 - `lattice_torch`: torch, batched over sentences and over the words at a position; CPU and CUDA.
 - `lattice_bi_torch`: both directions stacked in the same loop (half the per-step launches).
 Both run the loop in `_LatticeFn`, a `torch.autograd.Function` with a hand-written batched backward (no autograd
@@ -78,7 +78,11 @@ def lattice_reference(
 def lattice_sentence_torch(
     x: Any, start: Any, last: Any, xw: Any, p: dict[str, Any], reverse: bool = False
 ) -> Any:
-    """Hidden states [m, H] for one sentence, one position and one word at a time (original-style loop)."""
+    """Hidden states [m, H] for one sentence, one position at a time (the original's loop; autograd).
+
+    As in the original, the cells of all words starting at a position come from one batched word-cell call and
+    the cells ending at a position are merged in one char-cell call.
+    """
     import torch
 
     m = x.shape[0]
@@ -110,10 +114,13 @@ def lattice_sentence_torch(
             c = (w * torch.cat([ch, cw], 0)).sum(0, keepdim=True)
         h = o * torch.tanh(c)
         out.append(h)
-        for k in by_start.get(j, ()):
-            gw = xw[k : k + 1] @ p["Vx"] + h @ p["Vh"] + p["v"]
+        ks = by_start.get(j)  # all words starting at j: one word-cell call (original's word_rnn)
+        if ks:
+            gw = xw[ks] @ p["Vx"] + h @ p["Vh"] + p["v"]
             f, iw = torch.sigmoid(gw[:, :hid]), torch.sigmoid(gw[:, hid : 2 * hid])
-            pending.setdefault(last[k], []).append(f * c + iw * torch.tanh(gw[:, 2 * hid :]))
+            wc = f * c + iw * torch.tanh(gw[:, 2 * hid :])
+            for r, k in enumerate(ks):
+                pending.setdefault(last[k], []).append(wc[r : r + 1])
     hs = torch.cat(out, 0) if out else x.new_zeros(0, hid)
     return hs.flip(0) if reverse else hs
 
