@@ -6,6 +6,7 @@ score(y) = A[START, y_1] + sum_j (P[j, y_j] + A[y_{j-1}, y_j]) + A[y_m, STOP].
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any
 
@@ -70,9 +71,103 @@ def crf_gold_score_torch(emis: Any, tags: Any, lengths: Any, trans: Any) -> Any:
     return s + trans[last, stop]
 
 
-def crf_nll_torch(emis: Any, tags: Any, lengths: Any, trans: Any) -> Any:
-    """Negative log-likelihood per sentence (log Z - gold score) -> [B]."""
+def crf_nll_autograd(emis: Any, tags: Any, lengths: Any, trans: Any) -> Any:
+    """Negative log-likelihood per sentence from autograd ops: the reference for `crf_nll_torch`."""
     return crf_log_partition_torch(emis, lengths, trans) - crf_gold_score_torch(emis, tags, lengths, trans)
+
+
+def _crf_nll_forward(ctx: Any, emis: Any, tags: Any, lengths: Any, trans: Any) -> Any:
+    """Forward algorithm (log space, no graph): keeps alpha_j and the log-sums behind it for the backward."""
+    import torch
+
+    b, m, t = emis.shape
+    start, stop = t, t + 1
+    inner = trans[:t, :t].unsqueeze(0)
+    alive = lengths.unsqueeze(0) > torch.arange(m, device=emis.device).unsqueeze(1)  # [m, B]
+    alphas = emis.new_empty(m, b, t)
+    lses = emis.new_empty(m, b, t)  # lses[j](y) = log sum_x exp(alpha_{j-1}(x) + A[x, y])
+    alphas[0] = trans[start, :t].unsqueeze(0) + emis[:, 0]
+    for j in range(1, m):
+        torch.logsumexp(alphas[j - 1].unsqueeze(2) + inner, dim=1, out=lses[j])
+        torch.where(alive[j].unsqueeze(1), lses[j] + emis[:, j], alphas[j - 1], out=alphas[j])
+    fin = alphas[m - 1] + trans[:t, stop].unsqueeze(0)
+    logz = torch.logsumexp(fin, dim=1)
+    ctx.save_for_backward(tags, lengths, trans, alphas, lses, fin, logz, alive)
+    return logz - crf_gold_score_torch(emis, tags, lengths, trans)
+
+
+def _crf_nll_backward(ctx: Any, grad: Any) -> tuple:
+    """Backward algorithm in reverse mode: d/d emis = marginals - gold one-hots, d/d A = pair marginals - gold pairs.
+
+    g_j(y) = d logZ / d alpha_j(y) is the marginal of y at j (times the incoming gradient); it is passed back
+    through the pair posteriors exp(alpha_{j-1}(x) + A[x, y] - lses[j](y)), whose weighted sums are the pair
+    marginals. Sentences that ended before j pass g through unchanged.
+    """
+    import torch
+
+    tags, lengths, trans, alphas, lses, fin, logz, alive = ctx.saved_tensors
+    m, b, t = alphas.shape
+    start, stop = t, t + 1
+    inner = trans[:t, :t].unsqueeze(0)
+    gr = grad.to(alphas.dtype)
+    d_trans = torch.zeros_like(trans)
+    d_emis = alphas.new_zeros(b, m, t)
+    ga = torch.exp(fin - logz.unsqueeze(1)).mul_(gr.unsqueeze(1))  # [B, T]
+    d_trans[:t, stop] = ga.sum(0)
+    d_inner = alphas.new_zeros(b, t, t)
+    for j in range(m - 1, 0, -1):
+        ok = alive[j].unsqueeze(1)
+        gj = torch.where(ok, ga, 0.0)
+        d_emis[:, j] = gj
+        q = (alphas[j - 1].unsqueeze(2) + inner).sub_(lses[j].unsqueeze(1)).exp_().mul_(gj.unsqueeze(1))
+        d_inner += q
+        ga = torch.where(ok, q.sum(2), ga)
+    d_emis[:, 0] = ga
+    d_trans[start, :t] = ga.sum(0)
+    d_trans[:t, :t] = d_inner.sum(0)
+    # gold path: subtract its one-hots (emissions) and its transition counts
+    mask = alive.t()  # [B, m]
+    last = (lengths - 1).clamp(min=0)
+    tg = torch.where(mask, tags, torch.zeros_like(tags))
+    wg = mask.to(alphas.dtype) * gr.unsqueeze(1)  # [B, m]: weight of each valid position
+    d_emis.scatter_add_(2, tg.unsqueeze(2), -wg.unsqueeze(2))
+    flat = d_trans.view(-1)
+    n = t + 2
+    flat.index_add_(0, start * n + tg[:, 0], -gr)
+    flat.index_add_(0, tg.gather(1, last.unsqueeze(1)).squeeze(1) * n + stop, -gr)
+    if m > 1:
+        flat.index_add_(0, (tg[:, :-1] * n + tg[:, 1:]).reshape(-1), -wg[:, 1:].reshape(-1))
+    return d_emis, None, None, d_trans
+
+
+@functools.cache
+def _crf_nll_fn() -> Any:
+    """`torch.autograd.Function` of the CRF negative log-likelihood (built on first use: torch is lazy)."""
+    import torch
+    from torch.autograd.function import once_differentiable
+
+    class _CRFNLL(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, emis, tags, lengths, trans):
+            with torch.no_grad():
+                return _crf_nll_forward(ctx, emis, tags, lengths, trans)
+
+        @staticmethod
+        @once_differentiable
+        def backward(ctx, grad):
+            return _crf_nll_backward(ctx, grad)
+
+    return _CRFNLL
+
+
+def crf_nll_torch(emis: Any, tags: Any, lengths: Any, trans: Any) -> Any:
+    """Negative log-likelihood per sentence (log Z - gold score) -> [B], with a hand-written backward.
+
+    Forward algorithm under no_grad; the backward runs the backward algorithm and returns node marginals minus
+    the gold one-hots (emissions) and pair marginals minus the gold transition counts (A, START and STOP
+    included), times the incoming gradient. Same values and gradients as `crf_nll_autograd`; any device.
+    """
+    return _crf_nll_fn().apply(emis, tags, lengths, trans)
 
 
 def viterbi_torch(emis: Any, lengths: Any, trans: Any) -> list[list[int]]:

@@ -9,9 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlkit.kernels.crf import (
+    _path_score,
     crf_gold_score_torch,
     crf_log_partition_reference,
     crf_log_partition_torch,
+    crf_nll_autograd,
+    crf_nll_torch,
     viterbi,
     viterbi_numba,
     viterbi_reference,
@@ -68,3 +71,53 @@ def test_crf_cuda_matches_cpu():
     z_gpu = crf_log_partition_torch(e.cuda(), ln.cuda(), tr.cuda()).cpu()
     assert torch.allclose(z_cpu, z_gpu, atol=1e-9)
     assert viterbi(e.cuda(), ln.cuda(), tr.cuda()) == viterbi(e, ln, tr)
+    tags = torch.tensor(np.random.default_rng(0).integers(0, 5, size=(4, 6)))
+    cpu = _nll_grads(crf_nll_torch, e, tags, ln, tr, 0)
+    gpu = _nll_grads(crf_nll_torch, e.cuda(), tags.cuda(), ln.cuda(), tr.cuda(), 0)
+    for c, g in zip(cpu, gpu, strict=True):
+        assert torch.allclose(c, g.cpu(), atol=1e-9)
+
+
+def _nll_grads(fn, emis, tags, lengths, trans, seed):
+    e = emis.clone().requires_grad_()
+    tr = trans.clone().requires_grad_()
+    nll = fn(e, tags, lengths, tr)
+    w = (
+        torch.rand(nll.shape, dtype=nll.dtype, generator=torch.Generator().manual_seed(seed)).to(nll.device)
+        + 0.5
+    )
+    (nll * w).sum().backward()
+    return nll.detach(), e.grad, tr.grad
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), b=st.integers(1, 4), m=st.integers(1, 7), t=st.integers(1, 6))
+def test_crf_nll_function_equals_autograd_reference(seed, b, m, t):
+    """The hand-written backward (marginals - gold) gives the autograd reference's loss and gradients."""
+    emis, trans, lengths = _case(seed, b, m, t)
+    lengths[seed % b] = 1  # always one length-1 sentence
+    rng = np.random.default_rng(seed + 1)
+    emis[np.arange(m)[None, :] >= lengths[:, None]] = (
+        rng.normal(size=emis.shape)[np.arange(m)[None, :] >= lengths[:, None]] * 50
+    )  # large junk in the padding must not leak
+    tags = torch.tensor(rng.integers(0, t, size=(b, m)))
+    args = (torch.tensor(emis), tags, torch.tensor(lengths), torch.tensor(trans))
+    got = _nll_grads(crf_nll_torch, *args, seed)
+    want = _nll_grads(crf_nll_autograd, *args, seed)
+    for g, w in zip(got, want, strict=True):
+        assert (g - w).abs().max().item() < 1e-9
+
+
+def test_crf_nll_matches_enumeration_and_gradcheck():
+    emis, trans, lengths = _case(11, 3, 4, 3)
+    tags = torch.tensor(np.random.default_rng(0).integers(0, 3, size=(3, 4)))
+    e, tr, ln = torch.tensor(emis), torch.tensor(trans), torch.tensor(lengths)
+    nll = crf_nll_torch(e, tags, ln, tr)
+    for i in range(3):
+        n = int(lengths[i])
+        gold = tuple(tags[i, :n].tolist())
+        want = crf_log_partition_reference(emis[i, :n], trans) - _path_score(emis[i, :n], trans, gold)
+        assert abs(float(nll[i]) - want) < 1e-9
+    assert torch.autograd.gradcheck(
+        lambda a, b: crf_nll_torch(a, tags, ln, b), [e.requires_grad_(), tr.requires_grad_()]
+    )
