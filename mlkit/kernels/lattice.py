@@ -274,11 +274,15 @@ def _lattice_core_autograd(xs: Any, xw: Any, plan: dict, p: dict[str, Any]) -> A
     return hs.view(n_d, n_b, m, hid)
 
 
-def _core_index(plan: dict, n_d: int, dtype: Any, device: Any) -> dict:
-    """Device index tensors of a plan for `_LatticeFn`.
+def _core_index(plan: dict, n_d: int, flips: tuple[bool, ...], shared: bool, dtype: Any, device: Any) -> dict:
+    """Device index tensors of a plan for `_LatticeFn` and for the gathers around it.
 
     Rows are reordered by length (longest first) so that the sentences still running at step j are a prefix
-    of each direction's rows; words are kept in start order and listed per step and direction.
+    of each direction's rows; words are kept in start order and listed per step and direction. Direction d reads
+    its sentences reversed when flips[d]: the reversal and the reordering are folded into `x_at` (rows of the
+    input projections -> step-major [m, D, B] rows) and `out_at` (rows of the Function's output -> [B, m, D]).
+    The input projections are [B·m·D] rows (b, t, d) when the directions share the input (`shared`), else
+    [D·B·m] rows (d, b, t).
     """
     import torch
 
@@ -313,12 +317,38 @@ def _core_index(plan: dict, n_d: int, dtype: Any, device: Any) -> dict:
     def dev(a: np.ndarray) -> Any:
         return torch.as_tensor(a, device=device)
 
-    same = bool((order == np.arange(n_b)).all())
+    # input gather: step j, direction d, (sorted) row r reads position t of sentence order[r]
+    jm, dm, rm = np.meshgrid(np.arange(m), np.arange(n_d), np.arange(n_b), indexing="ij")
+    bm = order[rm]
+    ln = lens[bm]
+    fl = np.asarray(flips, dtype=bool)[dm]
+    tm = np.where(fl & (jm < ln), ln - 1 - jm, jm)
+    x_at = (bm * m + tm) * n_d + dm if shared else (dm * n_b + bm) * m + tm
+    # output gather: sentence b, position t, direction d reads step j of row rank[b] (0 past the end)
+    bo, to, do = np.meshgrid(np.arange(n_b), np.arange(m), np.arange(n_d), indexing="ij")
+    lo_ = lens[bo]
+    jo = np.where(np.asarray(flips, dtype=bool)[do] & (to < lo_), lo_ - 1 - to, to)
+    out_at = (jo * n_d + do) * n_b + rank[bo]
+    n_wd = n_w // n_d  # start-ordered word ids d·W + k -> rows k·D + d of the shared word projections
+    w_at = by_start % n_wd * n_d + by_start // n_wd if n_wd else by_start
+    x_at, out_at = x_at.reshape(-1), out_at.reshape(-1)  # both are permutations (padding maps to padding)
+
+    def inv(a: np.ndarray) -> np.ndarray:
+        r = np.empty_like(a)
+        r[a] = np.arange(len(a))
+        return r
+
     return {
-        "order": None if same else dev(order),
-        "rank": None if same else dev(rank),
+        "m": m,
+        "n_d": n_d,
+        "n_b": n_b,
+        "x_at": dev(x_at),
+        "x_inv": dev(inv(x_at)),
+        "out_at": dev(out_at),
+        "out_inv": dev(inv(out_at)),
+        "w_at": dev(w_at),
+        "w_inv": dev(inv(w_at)),
         "n_act": n_act.tolist(),
-        "by_start": dev(by_start),
         "sb": dev(sb),
         "s_ptr": s_ptr,
         "e_pos": dev(e_pos),
@@ -334,22 +364,27 @@ def _core_index(plan: dict, n_d: int, dtype: Any, device: Any) -> dict:
     }
 
 
-def _lattice_fn_forward(ctx: Any, xg: Any, xl: Any, wg: Any, wh: Any, uc: Any, vh: Any, ix: dict) -> Any:
-    """The recurrence without autograd: xg [m, D, B, 3H], xl [m, D, B, H], wg [D·W, 3H] -> h [m, D, B, H].
+def _lattice_fn_forward(ctx: Any, pg: Any, pl: Any, pw: Any, wh: Any, uc: Any, vh: Any, ix: dict) -> Any:
+    """The recurrence without autograd: input projections pg [R, 3H], pl [R, H], pw [D·W, 3H] -> h [B·m·D, H].
 
-    Rows must be sorted by length (see `_core_index`); positions past a sentence's end are left at 0.
+    The projections are gathered step-major ([m, D, B] rows, longest sentence first, see `_core_index`) by the
+    permutations x_at and w_at, and the output is gathered back to [B, m, D] rows by out_at (the backward
+    gathers by the inverse permutations: no zero-filled scatter). Positions past a sentence's end give 0.
     """
     import torch
 
-    m, n_d, n_b, h3 = xg.shape
-    hid, n = h3 // 3, n_d * n_b
+    m, n_d, n_b = ix["m"], ix["n_d"], ix["n_b"]
+    hid, n = wh.shape[1], n_d * n_b
+    xg = pg.index_select(0, ix["x_at"]).view(m, n_d, n_b, 3 * hid)
+    xl = pl.index_select(0, ix["x_at"])
     s_ptr, e_ptr, k_at, sb, n_act = ix["s_ptr"], ix["e_ptr"], ix["k_at"], ix["sb"], ix["n_act"]
     e_pos, e_row, e_rowc = ix["e_pos"], ix["e_row"], ix["e_rowc"]
     acts, tcs = [], []  # per step, running rows only: i, o, ĉ after their nonlinearities; tanh(c_j)
-    cs = xg.new_zeros(m + 1, n_d, n_b, hid)  # cs[j + 1] = c_j, cs[0] = c_{-1} = 0
-    out = xg.new_zeros(m, n_d, n_b, hid)
+    cs = xg.new_empty(m + 1, n_d, n_b, hid)  # cs[j + 1] = c_j (rows running at j only), cs[0] = c_{-1} = 0
+    cs[0] = 0
+    out = xg.new_empty(m, n_d, n_b, hid)
     xl = xl.view(m, n, hid)
-    wgs = wg.index_select(0, ix["by_start"])  # word input projections in start order
+    wgs = pw.index_select(0, ix["w_at"])  # word input projections, start order
     wa = torch.empty_like(wgs)  # word gates f, i, ĉ after their nonlinearities, start order
     cells = xg.new_empty(wgs.shape[0], hid)  # word cells, start order
     lgs = xg.new_empty(len(e_row), hid)  # word gates l (sigmoid), end order
@@ -386,6 +421,7 @@ def _lattice_fn_forward(ctx: Any, xg: Any, xl: Any, wg: Any, wh: Any, uc: Any, v
         tcs.append(tc)
         h = out[j]
         torch.mul(o, tc, out=h[:, :nb])
+        h[:, nb:] = 0
         a, z_ = s_ptr[j * n_d], s_ptr[j * n_d + n_d]
         if z_ > a:
             rows = sb[a:z_]
@@ -403,11 +439,11 @@ def _lattice_fn_forward(ctx: Any, xg: Any, xl: Any, wg: Any, wh: Any, uc: Any, v
             cell.addcmul_(ga[:, hid : 2 * hid], ga[:, 2 * hid :])
     ctx.state = (acts, cs, tcs, wa, lgs, merges, ix)
     ctx.save_for_backward(wh, uc, vh, out)
-    return out
+    return out.view(m * n, hid).index_select(0, ix["out_at"])
 
 
 def _lattice_fn_backward(ctx: Any, d_out: Any) -> tuple:
-    """Reverse-time loop: grads of xg, xl, wg, Wh, Uc, Vh (the plan gets none)."""
+    """Reverse-time loop: grads of pg, pl, pw, Wh, Uc, Vh (the plan gets none)."""
     import torch
 
     acts, cs, tcs, wa, lgs, merges, ix = ctx.state
@@ -416,11 +452,11 @@ def _lattice_fn_backward(ctx: Any, d_out: Any) -> tuple:
     h3, n = 3 * hid, n_d * n_b
     s_ptr, e_ptr, k_at, sb, n_act = ix["s_ptr"], ix["e_ptr"], ix["k_at"], ix["sb"], ix["n_act"]
     e_pos, e_row, e_rowc = ix["e_pos"], ix["e_row"], ix["e_rowc"]
-    d_out = d_out.contiguous()
-    dxg = out.new_zeros(m, n_d, n_b, h3)
+    d_out = d_out.index_select(0, ix["out_inv"]).view(m, n_d, n_b, hid)
+    dxg = out.new_empty(m, n_d, n_b, h3)  # rows running at j are written at step j, the others zeroed there
     dxl = out.new_zeros(m, n, hid)
     dwa = torch.empty_like(wa)  # grads of the word pre-activations, start order
-    dcells = out.new_zeros(wa.shape[0], hid)
+    dcells = out.new_empty(wa.shape[0], hid)  # written at the word's end before it is read at its start
     dhw = out.new_empty(wa.shape[0], hid)
     dcw = out.new_empty(lgs.shape)
     duc = torch.zeros_like(uc)
@@ -449,6 +485,7 @@ def _lattice_fn_backward(ctx: Any, d_out: Any) -> tuple:
                     torch.mm(dwa[lo:hi], vh_t[d], out=dhw[lo:hi])
             dh_all.view(n, hid).index_add_(0, rows, dhw[a:z_])
         g, tc, dg = acts[j], tcs[j], dxg[j, :, :nb]
+        dxg[j, :, nb:] = 0
         i, o, ch = g[..., :hid], g[..., hid : 2 * hid], g[..., 2 * hid :]
         torch.mul(dh * tc, torch.addcmul(o, o, o, value=-1), out=dg[..., hid : 2 * hid])
         dc = torch.addcmul(dc_all[:, :nb], dh * o, torch.rsub(tc * tc, 1))
@@ -491,8 +528,10 @@ def _lattice_fn_backward(ctx: Any, d_out: Any) -> tuple:
     d_ptr = ix["d_ptr"]
     for d in range(n_d):
         torch.mm(hw[d_ptr[d] : d_ptr[d + 1]].t(), dwd[d_ptr[d] : d_ptr[d + 1]], out=dvh[d])
-    dwg = torch.empty_like(dwa).index_copy_(0, ix["by_start"], dwa)
-    return dxg, dxl.view(m, n_d, n_b, hid), dwg, dwh, duc, dvh, None
+    x_inv = ix["x_inv"]
+    dpg = dxg.view(m * n, h3).index_select(0, x_inv)
+    dpl = dxl.view(m * n, hid).index_select(0, x_inv)
+    return dpg, dpl, dwa.index_select(0, ix["w_inv"]), dwh, duc, dvh, None
 
 
 @functools.cache
@@ -503,9 +542,9 @@ def _lattice_fn() -> Any:
 
     class _LatticeFn(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, xg, xl, wg, wh, uc, vh, ix):
+        def forward(ctx, pg, pl, pw, wh, uc, vh, ix):
             with torch.no_grad():
-                return _lattice_fn_forward(ctx, xg, xl, wg, wh, uc, vh, ix)
+                return _lattice_fn_forward(ctx, pg, pl, pw, wh, uc, vh, ix)
 
         @staticmethod
         @once_differentiable
@@ -513,6 +552,43 @@ def _lattice_fn() -> Any:
             return _lattice_fn_backward(ctx, d_out)
 
     return _LatticeFn
+
+
+def _core_ix(plan: dict, n_d: int, flips: tuple[bool, ...], shared: bool, x: Any) -> dict:
+    """`_core_index` of a plan, cached in the plan (one build per batch and layout)."""
+    key = ("_ix", n_d, flips, shared, x.dtype, str(x.device))
+    if key not in plan:
+        plan[key] = _core_index(plan, n_d, flips, shared, x.dtype, x.device)
+    return plan[key]
+
+
+def _lattice_apply(x: Any, xw: Any, plan: dict, p: dict[str, Any], flips: tuple[bool, ...]) -> Any:
+    """Hidden states [B, m, D, H] of D stacked directions; x [B, m, Dc] (shared) or [D, B, m, Dc].
+
+    The input projections are one product each over the unreversed inputs; the Function gathers them
+    step-major, longest sentence first and reversed where flips[d] (see `_core_index`), and returns its output
+    already in [B, m, D] order; the index tensors are built once per plan (batch) and cached in it.
+    """
+    import torch
+
+    n_d = p["Wx"].shape[0]
+    hid = p["Wh"].shape[1]
+    shared = x.dim() == 3
+    n_b, m, n_x = x.shape[-3:]
+    ix = _core_ix(plan, n_d, flips, shared, x)
+    if shared:  # [B·m, Dc] @ [Dc, D·kH] products: rows (b, t, d)
+        flat = x.reshape(n_b * m, n_x)
+        pg = torch.addmm(p["b"].reshape(-1), flat, p["Wx"].transpose(0, 1).reshape(n_x, -1))
+        pl = torch.addmm(p["u"].reshape(-1), flat, p["Ux"].transpose(0, 1).reshape(n_x, -1))
+    else:  # rows (d, b, t)
+        flat = x.reshape(n_d, n_b * m, n_x)
+        pg = torch.baddbmm(p["b"][:, None], flat, p["Wx"])
+        pl = torch.baddbmm(p["u"][:, None], flat, p["Ux"])
+    pw = torch.addmm(p["v"].reshape(-1), xw, p["Vx"].transpose(0, 1).reshape(xw.shape[1], -1))  # rows (k, d)
+    hs = _lattice_fn().apply(
+        pg.reshape(-1, 3 * hid), pl.reshape(-1, hid), pw.reshape(-1, 3 * hid), p["Wh"], p["Uc"], p["Vh"], ix
+    )
+    return hs.view(n_b, m, n_d, hid)
 
 
 def _lattice_core(xs: Any, xw: Any, plan: dict, p: dict[str, Any]) -> Any:
@@ -523,24 +599,7 @@ def _lattice_core(xs: Any, xw: Any, plan: dict, p: dict[str, Any]) -> Any:
     and a step only touches the sentences still running, so positions past a sentence's end are 0 here (the
     reference runs the recurrence on through the padding; nothing downstream reads those positions).
     """
-    import torch
-
-    n_d, n_b, m, n_x = xs.shape
-    hid = p["Wh"].shape[1]
-    ix = _core_index(plan, n_d, xs.dtype, xs.device)
-    if ix["order"] is not None:
-        xs = xs.index_select(1, ix["order"])  # longest sentences first: running rows form a prefix
-    flat = xs.reshape(n_d, n_b * m, n_x)  # one [B·m, Dc] @ [Dc, ·] product per direction
-    xg = torch.baddbmm(p["b"][:, None], flat, p["Wx"]).view(n_d, n_b, m, 3 * hid)
-    xl = torch.baddbmm(p["u"][:, None], flat, p["Ux"]).view(n_d, n_b, m, hid)
-    xg = xg.permute(2, 0, 1, 3).contiguous()  # [m, D, B, 3H]: step-major, each step's slice contiguous
-    xl = xl.permute(2, 0, 1, 3).contiguous()  # [m, D, B, H]
-    xwd = xw.unsqueeze(0).expand(n_d, *xw.shape)
-    wg = torch.baddbmm(p["v"][:, None], xwd, p["Vx"]).reshape(n_d * xw.shape[0], 3 * hid)
-    hs = _lattice_fn().apply(xg, xl, wg, p["Wh"], p["Uc"], p["Vh"], ix)
-    if ix["rank"] is not None:
-        hs = hs.index_select(2, ix["rank"])
-    return hs.permute(1, 2, 0, 3)
+    return _lattice_apply(xs, xw, plan, p, (False,) * xs.shape[0]).permute(2, 0, 1, 3)
 
 
 KEYS = ("Wx", "Wh", "b", "Ux", "Uc", "u", "Vx", "Vh", "v")
@@ -553,12 +612,7 @@ def lattice_torch(x: Any, lengths: Any, xw: Any, plan: dict, p: dict[str, Any], 
     `lattice_schedule` (built with the same `reverse`). Sequential over positions, parallel over sentences and
     over the words at a position; the word cells ending at j are gathered from the cells of the recent starts.
     """
-    m = x.shape[1]
-    if reverse:
-        rev = _reverse_index(lengths, m)
-        x = _reverse(x, rev)
-    hs = _lattice_core(x.unsqueeze(0), xw, plan, {k: p[k].unsqueeze(0) for k in KEYS})[0]
-    return _reverse(hs, rev) if reverse else hs
+    return _lattice_apply(x, xw, plan, {k: p[k].unsqueeze(0) for k in KEYS}, (reverse,))[:, :, 0]
 
 
 def lattice_bi_torch(
@@ -567,10 +621,8 @@ def lattice_bi_torch(
     """Both directions in one loop on stacked tensors: [B, m, 2H] = [forward ; backward] (plan: lattice_bi_schedule)."""
     import torch
 
-    rev = _reverse_index(lengths, x.shape[1])
-    xs = torch.stack([x, _reverse(x, rev)])
-    hs = _lattice_core(xs, xw, plan, {k: torch.stack([pf[k], pb[k]]) for k in KEYS})
-    return torch.cat([hs[0], _reverse(hs[1], rev)], -1)
+    hs = _lattice_apply(x, xw, plan, {k: torch.stack([pf[k], pb[k]]) for k in KEYS}, (False, True))
+    return hs.reshape(x.shape[0], x.shape[1], -1)
 
 
 def lattice(x: Any, lengths: Any, xw: Any, plan: dict, pf: dict[str, Any], pb: dict[str, Any]) -> Any:
