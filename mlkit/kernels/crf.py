@@ -76,23 +76,48 @@ def crf_nll_autograd(emis: Any, tags: Any, lengths: Any, trans: Any) -> Any:
     return crf_log_partition_torch(emis, lengths, trans) - crf_gold_score_torch(emis, tags, lengths, trans)
 
 
+_MM_RANGE = 40.0  # transition spread up to which the forward step runs as a matmul of shifted exponentials
+
+
 def _crf_nll_forward(ctx: Any, emis: Any, tags: Any, lengths: Any, trans: Any) -> Any:
-    """Forward algorithm (log space, no graph): keeps alpha_j and the log-sums behind it for the backward."""
+    """Forward algorithm without a graph (log-space alphas); keeps what the backward needs.
+
+    Step j: alpha_j(y) = emis_j(y) + log sum_x exp(alpha_{j-1}(x) + A[x, y]). While the spread of A is at
+    most `_MM_RANGE` the sum is a matmul, exp(alpha_{j-1} - max) @ exp(A - max A): every column has a term
+    >= exp(-_MM_RANGE), so nothing underflows and the positive sum loses no precision; beyond it, logsumexp.
+    """
     import torch
 
     b, m, t = emis.shape
     start, stop = t, t + 1
-    inner = trans[:t, :t].unsqueeze(0)
+    inner = trans[:t, :t]
     alive = lengths.unsqueeze(0) > torch.arange(m, device=emis.device).unsqueeze(1)  # [m, B]
     alphas = emis.new_empty(m, b, t)
-    lses = emis.new_empty(m, b, t)  # lses[j](y) = log sum_x exp(alpha_{j-1}(x) + A[x, y])
     alphas[0] = trans[start, :t].unsqueeze(0) + emis[:, 0]
-    for j in range(1, m):
-        torch.logsumexp(alphas[j - 1].unsqueeze(2) + inner, dim=1, out=lses[j])
-        torch.where(alive[j].unsqueeze(1), lses[j] + emis[:, j], alphas[j - 1], out=alphas[j])
+    amax = inner.max()
+    use_mm = bool(amax - inner.min() <= _MM_RANGE)
+    if use_mm:
+        ea = emis.new_empty(m, b, t)  # exp(alpha_j - max_y alpha_j)
+        sums = emis.new_ones(m, b, t)  # sums[j] = ea[j - 1] @ exp(A - max A)
+        ex = torch.exp(inner - amax)
+        for j in range(1, m):
+            prev = alphas[j - 1]
+            mx = prev.amax(1, keepdim=True)
+            torch.exp(prev - mx, out=ea[j - 1])
+            torch.mm(ea[j - 1], ex, out=sums[j])
+            nxt = sums[j].log().add_(mx + amax).add_(emis[:, j])
+            torch.where(alive[j].unsqueeze(1), nxt, prev, out=alphas[j])
+        ctx.mm = (ea, sums, ex)
+    else:
+        lses = emis.new_empty(m, b, t)  # lses[j](y) = log sum_x exp(alpha_{j-1}(x) + A[x, y])
+        for j in range(1, m):
+            torch.logsumexp(alphas[j - 1].unsqueeze(2) + inner, dim=1, out=lses[j])
+            torch.where(alive[j].unsqueeze(1), lses[j] + emis[:, j], alphas[j - 1], out=alphas[j])
+        ctx.mm = None
+        ctx.lses = lses
     fin = alphas[m - 1] + trans[:t, stop].unsqueeze(0)
     logz = torch.logsumexp(fin, dim=1)
-    ctx.save_for_backward(tags, lengths, trans, alphas, lses, fin, logz, alive)
+    ctx.save_for_backward(tags, lengths, trans, alphas, fin, logz, alive)
     return logz - crf_gold_score_torch(emis, tags, lengths, trans)
 
 
@@ -100,31 +125,45 @@ def _crf_nll_backward(ctx: Any, grad: Any) -> tuple:
     """Backward algorithm in reverse mode: d/d emis = marginals - gold one-hots, d/d A = pair marginals - gold pairs.
 
     g_j(y) = d logZ / d alpha_j(y) is the marginal of y at j (times the incoming gradient); it is passed back
-    through the pair posteriors exp(alpha_{j-1}(x) + A[x, y] - lses[j](y)), whose weighted sums are the pair
-    marginals. Sentences that ended before j pass g through unchanged.
+    through the pair posteriors P_j(x, y) = exp(alpha_{j-1}(x) + A[x, y]) / sum_x' exp(alpha_{j-1}(x') + A[x', y]),
+    and sum_j P_j(x, y) g_j(y) are the pair marginals. Sentences that ended before j pass g through unchanged.
     """
     import torch
 
-    tags, lengths, trans, alphas, lses, fin, logz, alive = ctx.saved_tensors
+    tags, lengths, trans, alphas, fin, logz, alive = ctx.saved_tensors
     m, b, t = alphas.shape
     start, stop = t, t + 1
-    inner = trans[:t, :t].unsqueeze(0)
+    inner = trans[:t, :t]
     gr = grad.to(alphas.dtype)
     d_trans = torch.zeros_like(trans)
     d_emis = alphas.new_zeros(b, m, t)
     ga = torch.exp(fin - logz.unsqueeze(1)).mul_(gr.unsqueeze(1))  # [B, T]
     d_trans[:t, stop] = ga.sum(0)
-    d_inner = alphas.new_zeros(b, t, t)
-    for j in range(m - 1, 0, -1):
-        ok = alive[j].unsqueeze(1)
-        gj = torch.where(ok, ga, 0.0)
-        d_emis[:, j] = gj
-        q = (alphas[j - 1].unsqueeze(2) + inner).sub_(lses[j].unsqueeze(1)).exp_().mul_(gj.unsqueeze(1))
-        d_inner += q
-        ga = torch.where(ok, q.sum(2), ga)
+    if ctx.mm is not None:
+        ea, sums, ex = ctx.mm
+        rs = alphas.new_zeros(m, b, t)  # rs[j] = g_j / sums[j]
+        ex_t = ex.t()
+        for j in range(m - 1, 0, -1):
+            ok = alive[j].unsqueeze(1)
+            gj = torch.where(ok, ga, 0.0)
+            d_emis[:, j] = gj
+            torch.div(gj, sums[j], out=rs[j])
+            ga = torch.where(ok, torch.mm(rs[j], ex_t).mul_(ea[j - 1]), ga)
+        if m > 1:  # sum_j sum_b P_j(x, y) g_j(y) = ex[x, y] * sum_{j, b} ea[j - 1](x) rs[j](y)
+            d_trans[:t, :t] = torch.mm(ea[:-1].reshape(-1, t).t(), rs[1:].reshape(-1, t)).mul_(ex)
+    else:
+        lses = ctx.lses
+        d_inner = alphas.new_zeros(b, t, t)
+        for j in range(m - 1, 0, -1):
+            ok = alive[j].unsqueeze(1)
+            gj = torch.where(ok, ga, 0.0)
+            d_emis[:, j] = gj
+            q = (alphas[j - 1].unsqueeze(2) + inner).sub_(lses[j].unsqueeze(1)).exp_().mul_(gj.unsqueeze(1))
+            d_inner += q
+            ga = torch.where(ok, q.sum(2), ga)
+        d_trans[:t, :t] = d_inner.sum(0)
     d_emis[:, 0] = ga
     d_trans[start, :t] = ga.sum(0)
-    d_trans[:t, :t] = d_inner.sum(0)
     # gold path: subtract its one-hots (emissions) and its transition counts
     mask = alive.t()  # [B, m]
     last = (lengths - 1).clamp(min=0)
