@@ -281,8 +281,8 @@ def _core_index(plan: dict, n_d: int, flips: tuple[bool, ...], shared: bool, dty
     of each direction's rows; words are kept in start order and listed per step and direction. Direction d reads
     its sentences reversed when flips[d]: the reversal and the reordering are folded into `x_at` (rows of the
     input projections -> step-major [m, D, B] rows) and `out_at` (rows of the Function's output -> [B, m, D]).
-    The input projections are [B·m·D] rows (b, t, d) when the directions share the input (`shared`), else
-    [D·B·m] rows (d, b, t).
+    The input projections cover the valid positions only (`v_rows` of [B·m]); their rows are (v, d) when the
+    directions share the input (`shared`), else (d, v).
     """
     import torch
 
@@ -317,13 +317,22 @@ def _core_index(plan: dict, n_d: int, flips: tuple[bool, ...], shared: bool, dty
     def dev(a: np.ndarray) -> Any:
         return torch.as_tensor(a, device=device)
 
-    # input gather: step j, direction d, (sorted) row r reads position t of sentence order[r]
+    # the input projections cover the valid positions only: v_rows = rows (b, t), t < length, of [B·m]
+    valid = np.arange(m)[None, :] < lens[:, None]
+    v_rows = np.flatnonzero(valid)
+    n_v = len(v_rows)
+    v_of = np.cumsum(valid.reshape(-1)) - 1  # [B·m] row -> valid row (where valid)
+    # input gather: step j, direction d, (sorted) row r reads position t of sentence order[r]; rows past the
+    # sentence's end read row 0 (never used)
     jm, dm, rm = np.meshgrid(np.arange(m), np.arange(n_d), np.arange(n_b), indexing="ij")
     bm = order[rm]
     ln = lens[bm]
+    run = jm < ln
     fl = np.asarray(flips, dtype=bool)[dm]
-    tm = np.where(fl & (jm < ln), ln - 1 - jm, jm)
-    x_at = (bm * m + tm) * n_d + dm if shared else (dm * n_b + bm) * m + tm
+    vm = v_of[bm * m + np.where(fl & run, ln - 1 - jm, jm)]
+    x_at = np.where(run, vm * n_d + dm if shared else dm * n_v + vm, 0).reshape(-1)
+    x_inv = np.empty(n_v * n_d, dtype=np.int64)  # projection row -> its step-major row
+    x_inv[x_at[run.reshape(-1)]] = np.flatnonzero(run)
     # output gather: sentence b, position t, direction d reads step j of row rank[b] (0 past the end)
     bo, to, do = np.meshgrid(np.arange(n_b), np.arange(m), np.arange(n_d), indexing="ij")
     lo_ = lens[bo]
@@ -331,7 +340,7 @@ def _core_index(plan: dict, n_d: int, flips: tuple[bool, ...], shared: bool, dty
     out_at = (jo * n_d + do) * n_b + rank[bo]
     n_wd = n_w // n_d  # start-ordered word ids d·W + k -> rows k·D + d of the shared word projections
     w_at = by_start % n_wd * n_d + by_start // n_wd if n_wd else by_start
-    x_at, out_at = x_at.reshape(-1), out_at.reshape(-1)  # both are permutations (padding maps to padding)
+    out_at = out_at.reshape(-1)  # a permutation (padding maps to padding)
 
     def inv(a: np.ndarray) -> np.ndarray:
         r = np.empty_like(a)
@@ -342,8 +351,9 @@ def _core_index(plan: dict, n_d: int, flips: tuple[bool, ...], shared: bool, dty
         "m": m,
         "n_d": n_d,
         "n_b": n_b,
+        "v_rows": dev(v_rows),
         "x_at": dev(x_at),
-        "x_inv": dev(inv(x_at)),
+        "x_inv": dev(x_inv),
         "out_at": dev(out_at),
         "out_inv": dev(inv(out_at)),
         "w_at": dev(w_at),
@@ -365,11 +375,12 @@ def _core_index(plan: dict, n_d: int, flips: tuple[bool, ...], shared: bool, dty
 
 
 def _lattice_fn_forward(ctx: Any, pg: Any, pl: Any, pw: Any, wh: Any, uc: Any, vh: Any, ix: dict) -> Any:
-    """The recurrence without autograd: input projections pg [R, 3H], pl [R, H], pw [D·W, 3H] -> h [B·m·D, H].
+    """The recurrence without autograd: input projections pg [V·D, 3H], pl [V·D, H], pw [W·D, 3H] -> h [B·m·D, H].
 
-    The projections are gathered step-major ([m, D, B] rows, longest sentence first, see `_core_index`) by the
-    permutations x_at and w_at, and the output is gathered back to [B, m, D] rows by out_at (the backward
-    gathers by the inverse permutations: no zero-filled scatter). Positions past a sentence's end give 0.
+    The projections (valid positions only) are gathered step-major ([m, D, B] rows, longest sentence first, see
+    `_core_index`) by x_at and w_at, and the output is gathered back to [B, m, D] rows by the permutation out_at;
+    the backward gathers by the inverse maps (x_inv, w_inv, out_inv): no zero-filled scatter. Positions past a
+    sentence's end give 0.
     """
     import torch
 
@@ -453,7 +464,7 @@ def _lattice_fn_backward(ctx: Any, d_out: Any) -> tuple:
     s_ptr, e_ptr, k_at, sb, n_act = ix["s_ptr"], ix["e_ptr"], ix["k_at"], ix["sb"], ix["n_act"]
     e_pos, e_row, e_rowc = ix["e_pos"], ix["e_row"], ix["e_rowc"]
     d_out = d_out.index_select(0, ix["out_inv"]).view(m, n_d, n_b, hid)
-    dxg = out.new_empty(m, n_d, n_b, h3)  # rows running at j are written at step j, the others zeroed there
+    dxg = out.new_empty(m, n_d, n_b, h3)  # rows running at j are written at step j; the others are never read
     dxl = out.new_zeros(m, n, hid)
     dwa = torch.empty_like(wa)  # grads of the word pre-activations, start order
     dcells = out.new_empty(wa.shape[0], hid)  # written at the word's end before it is read at its start
@@ -485,7 +496,6 @@ def _lattice_fn_backward(ctx: Any, d_out: Any) -> tuple:
                     torch.mm(dwa[lo:hi], vh_t[d], out=dhw[lo:hi])
             dh_all.view(n, hid).index_add_(0, rows, dhw[a:z_])
         g, tc, dg = acts[j], tcs[j], dxg[j, :, :nb]
-        dxg[j, :, nb:] = 0
         i, o, ch = g[..., :hid], g[..., hid : 2 * hid], g[..., 2 * hid :]
         torch.mul(dh * tc, torch.addcmul(o, o, o, value=-1), out=dg[..., hid : 2 * hid])
         dc = torch.addcmul(dc_all[:, :nb], dh * o, torch.rsub(tc * tc, 1))
@@ -528,7 +538,7 @@ def _lattice_fn_backward(ctx: Any, d_out: Any) -> tuple:
     d_ptr = ix["d_ptr"]
     for d in range(n_d):
         torch.mm(hw[d_ptr[d] : d_ptr[d + 1]].t(), dwd[d_ptr[d] : d_ptr[d + 1]], out=dvh[d])
-    x_inv = ix["x_inv"]
+    x_inv = ix["x_inv"]  # the valid steps only (the projections cover the valid positions)
     dpg = dxg.view(m * n, h3).index_select(0, x_inv)
     dpl = dxl.view(m * n, hid).index_select(0, x_inv)
     return dpg, dpl, dwa.index_select(0, ix["w_inv"]), dwh, duc, dvh, None
@@ -576,12 +586,12 @@ def _lattice_apply(x: Any, xw: Any, plan: dict, p: dict[str, Any], flips: tuple[
     shared = x.dim() == 3
     n_b, m, n_x = x.shape[-3:]
     ix = _core_ix(plan, n_d, flips, shared, x)
-    if shared:  # [B·m, Dc] @ [Dc, D·kH] products: rows (b, t, d)
-        flat = x.reshape(n_b * m, n_x)
+    if shared:  # [V, Dc] @ [Dc, D·kH] products over the V valid positions: rows (v, d)
+        flat = x.reshape(n_b * m, n_x).index_select(0, ix["v_rows"])
         pg = torch.addmm(p["b"].reshape(-1), flat, p["Wx"].transpose(0, 1).reshape(n_x, -1))
         pl = torch.addmm(p["u"].reshape(-1), flat, p["Ux"].transpose(0, 1).reshape(n_x, -1))
-    else:  # rows (d, b, t)
-        flat = x.reshape(n_d, n_b * m, n_x)
+    else:  # rows (d, v)
+        flat = x.reshape(n_d, n_b * m, n_x).index_select(1, ix["v_rows"])
         pg = torch.baddbmm(p["b"][:, None], flat, p["Wx"])
         pl = torch.baddbmm(p["u"][:, None], flat, p["Ux"])
     pw = torch.addmm(p["v"].reshape(-1), xw, p["Vx"].transpose(0, 1).reshape(xw.shape[1], -1))  # rows (k, d)
