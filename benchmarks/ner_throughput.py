@@ -11,6 +11,7 @@ the lexicon is jieba's dict.txt unless --lexicon is given.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -120,8 +121,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"{n_sent} sentences, {n_chars} chars, {n_words / n_chars:.2f} matched words/char, hidden {args.hidden}, "
         f"threads {args.threads}, device {dev}, train batch {args.batch_size}, predict batch {args.predict_batch_size}"
     )
+    load = os.getloadavg()
     print(
-        "wall = elapsed seconds; cpu = this process's CPU seconds (the fairer number on shared, busy cores)"
+        "wall = elapsed seconds; cpu = this process's CPU seconds (the fairer number on shared, busy cores); "
+        f"load average after the runs {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs"
     )
     print(f"{'path':<22}{'wall s':>8}{'cpu s':>8}{'sent/s':>9}{'chars/s':>10}{'cpu chars/s':>13}")
     for k, (wall, cpu) in res.items():
@@ -129,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"{k:<22}{wall:>8.2f}{cpu:>8.2f}{n_sent / wall:>9.1f}{n_chars / wall:>10.0f}{n_chars / cpu:>13.0f}"
         )
     out = {f"{k}/chars_per_s": n_chars / v[0] for k, v in res.items()}
+    out["loadavg_1m"] = load[0]
     out.update({f"{k}/cpu_chars_per_s": n_chars / v[1] for k, v in res.items()})
     for mode in ("train", "predict"):
         out[f"{mode}_ratio"] = res[f"{mode}_per_sentence"][0] / res[f"{mode}_batched"][0]

@@ -21,8 +21,11 @@ def test_throughput_benchmark_runs_and_batching_pays():
 @pytest.mark.bench
 def test_match_benchmark_trie_beats_naive_scan(tmp_path):
     import ner_match
+
     from mlkit.tasks.ner.synth import write_corpus
 
     write_corpus(tmp_path, train=100, dev=10, test=10)
-    out = ner_match.main(["--data", str(tmp_path), "--lexicon", str(tmp_path / "lexicon.txt"), "--sentences", "100"])
+    out = ner_match.main(
+        ["--data", str(tmp_path), "--lexicon", str(tmp_path / "lexicon.txt"), "--sentences", "100"]
+    )
     assert out["ratio"] > 1.0
