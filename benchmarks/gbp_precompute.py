@@ -82,8 +82,9 @@ class _Rows(list):
             self.on_row(row)
 
 
-def run_size(n: int, args: argparse.Namespace, on_row: Callable[[dict[str, Any]], None] | None = None
-             ) -> list[dict[str, Any]]:
+def run_size(
+    n: int, args: argparse.Namespace, on_row: Callable[[dict[str, Any]], None] | None = None
+) -> list[dict[str, Any]]:
     import numba
 
     rows: list[dict[str, Any]] = _Rows(on_row)
@@ -111,8 +112,18 @@ def run_size(n: int, args: argparse.Namespace, on_row: Callable[[dict[str, Any]]
 
     r = measure(exact_a)
     ref_a = np.load(Path(args.root) / f"_ref_a_{n}.npy").astype(np.float64)
-    rows.append({"n": n, "case": "A targets", "method": "exact SpMM K=4 (all nodes)", "setting": "", **r, "error": 0.0})
+    rows.append(
+        {
+            "n": n,
+            "case": "A targets",
+            "method": "exact SpMM K=4 (all nodes)",
+            "setting": "",
+            **r,
+            "error": 0.0,
+        }
+    )
     for rmax in args.rmax_bidir:
+
         def bidir(rmax: float = rmax) -> dict[str, Any]:
             t0 = time.perf_counter()
             lv = gw.walks_numba(sp_ptr, sp_idx, targets, args.walks, 4, 0)
@@ -121,12 +132,24 @@ def run_size(n: int, args: argparse.Namespace, on_row: Callable[[dict[str, Any]]
             t2 = time.perf_counter()
             est = gc.bidirectional_numba(sp_ptr, sp_idx, xt, w4, 0.5, rmax, targets, coef, transposed=True).T
             t3 = time.perf_counter()
-            return {"time_s": t3 - t0, "walks_s": t1 - t0, "pack_s": t2 - t1, "push_combine_s": t3 - t2,
-                    "error": rel(est, ref_a)}
+            return {
+                "time_s": t3 - t0,
+                "walks_s": t1 - t0,
+                "pack_s": t2 - t1,
+                "push_combine_s": t3 - t2,
+                "error": rel(est, ref_a),
+            }
 
         r = measure(bidir)
-        rows.append({"n": n, "case": "A targets", "method": "bidirectional", "setting": f"rmax={rmax:g}, "
-                     f"{args.walks} walks", **r})
+        rows.append(
+            {
+                "n": n,
+                "case": "A targets",
+                "method": "bidirectional",
+                "setting": f"rmax={rmax:g}, {args.walks} walks",
+                **r,
+            }
+        )
 
     if args.skip_all_nodes:
         return rows
@@ -142,8 +165,16 @@ def run_size(n: int, args: argparse.Namespace, on_row: Callable[[dict[str, Any]]
         return {"time_s": time.perf_counter() - t0}
 
     r = measure(exact_ref)
-    rows.append({"n": n, "case": "B all nodes", "method": "exact SpMM (reference)", "setting": f"K={lref}", **r,
-                 "error": 0.0})
+    rows.append(
+        {
+            "n": n,
+            "case": "B all nodes",
+            "method": "exact SpMM (reference)",
+            "setting": f"K={lref}",
+            **r,
+            "error": 0.0,
+        }
+    )
     ref_b = np.load(Path(args.root) / f"_ref_b_{n}.npy", mmap_mode="r")
     for tol in args.exact_tol:
         k = gp.levels_for_tol("ppr", tol, alpha=0.1)
@@ -154,11 +185,19 @@ def run_size(n: int, args: argparse.Namespace, on_row: Callable[[dict[str, Any]]
             t = time.perf_counter() - t0
             return {"time_s": t, "error": rel(out, np.asarray(ref_b, np.float64))}
 
-        rows.append({"n": n, "case": "B all nodes", "method": "exact SpMM", "setting": f"K={k} (tol {tol:g})",
-                     **measure(exact_k)})
+        rows.append(
+            {
+                "n": n,
+                "case": "B all nodes",
+                "method": "exact SpMM",
+                "setting": f"K={k} (tol {tol:g})",
+                **measure(exact_k),
+            }
+        )
     full = numba.config.NUMBA_NUM_THREADS
     for rmax in args.rmax_push:
-        for threads in ((1, full) if args.thread_compare else (full,)):
+        for threads in (1, full) if args.thread_compare else (full,):
+
             def push(rmax: float = rmax, threads: int = threads) -> dict[str, Any]:
                 numba.set_num_threads(threads)
                 t0 = time.perf_counter()
@@ -166,15 +205,24 @@ def run_size(n: int, args: argparse.Namespace, on_row: Callable[[dict[str, Any]]
                 t = time.perf_counter() - t0
                 return {"time_s": t, "error": rel(out.T, np.asarray(ref_b, np.float64))}
 
-            rows.append({"n": n, "case": "B all nodes", "method": f"push ({threads} thr)", "setting": f"rmax={rmax:g}",
-                         **measure(push)})
+            rows.append(
+                {
+                    "n": n,
+                    "case": "B all nodes",
+                    "method": f"push ({threads} thr)",
+                    "setting": f"rmax={rmax:g}",
+                    **measure(push),
+                }
+            )
     return rows
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    ap.add_argument("--root", default="/tmp/gbp-bench", help="where the synthetic graphs are built and reused")
+    ap.add_argument(
+        "--root", default="/tmp/gbp-bench", help="where the synthetic graphs are built and reused"
+    )
     ap.add_argument("--features", type=int, default=64)
     ap.add_argument("--degree", type=float, default=10.0, help="edge draws per node (10 -> ~22 entries/node)")
     ap.add_argument("--targets", type=int, default=5000)
@@ -198,8 +246,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 def _print_row(r: dict[str, Any], cols: list[str]) -> None:
-    cells = [f"{r[c]:,}" if c == "n" else (f"{r[c]:.3g}" if isinstance(r.get(c), float) else str(r.get(c, "")))
-             for c in cols]
+    cells = [
+        f"{r[c]:,}" if c == "n" else (f"{r[c]:.3g}" if isinstance(r.get(c), float) else str(r.get(c, "")))
+        for c in cols
+    ]
     print("| " + " | ".join(cells) + " |", flush=True)
 
 
@@ -209,10 +259,16 @@ def _ratios(rows: list[dict[str, Any]]) -> None:
         return
     a, b = sizes[0], sizes[-1]
     for method, setting in sorted({(r["method"], r["setting"]) for r in rows}):
-        t = {r["n"]: (r["time_s"], r["cpu_s"]) for r in rows if r["method"] == method and r["setting"] == setting}
+        t = {
+            r["n"]: (r["time_s"], r["cpu_s"])
+            for r in rows
+            if r["method"] == method and r["setting"] == setting
+        }
         if a in t and b in t:
-            print(f"growth {a:,} -> {b:,} nodes: {method} {setting}: wall {t[b][0] / t[a][0]:.2f}x, "
-                  f"cpu {t[b][1] / t[a][1]:.2f}x")
+            print(
+                f"growth {a:,} -> {b:,} nodes: {method} {setting}: wall {t[b][0] / t[a][0]:.2f}x, "
+                f"cpu {t[b][1] / t[a][1]:.2f}x"
+            )
     push = {(r["n"], r["setting"], r["method"]): r["time_s"] for r in rows if r["method"].startswith("push")}
     for (n, setting, m), t1 in push.items():
         if m == "push (1 thr)":

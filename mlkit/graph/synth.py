@@ -93,8 +93,15 @@ def planted_partition(
     c = b + max(1, int(round(fracs[2] * n)))
     np.savez(out / "split.npz", train=np.sort(perm[:a]), val=np.sort(perm[a:b]), test=np.sort(perm[b:c]))
     meta = {
-        "num_nodes": n, "symmetric": True, "name": f"synth{n}", "generator": "planted_partition",
-        "classes": classes, "features": features, "degree": degree, "intra": intra, "seed": seed,
+        "num_nodes": n,
+        "symmetric": True,
+        "name": f"synth{n}",
+        "generator": "planted_partition",
+        "classes": classes,
+        "features": features,
+        "degree": degree,
+        "intra": intra,
+        "seed": seed,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     return out

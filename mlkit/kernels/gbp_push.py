@@ -103,7 +103,9 @@ def _dense_m(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
     return a / np.where(deg > 0, deg, 1.0)[:, None]
 
 
-def propagate_reference(indptr: np.ndarray, indices: np.ndarray, x: np.ndarray, weights: np.ndarray, r: float) -> np.ndarray:
+def propagate_reference(
+    indptr: np.ndarray, indices: np.ndarray, x: np.ndarray, weights: np.ndarray, r: float
+) -> np.ndarray:
     """sum_l w_l D^r M^l D^-r x with dense float64 matrices."""
     m = _dense_m(indptr, indices)
     dneg, dpos = degree_powers(degrees(indptr), r)
@@ -115,11 +117,15 @@ def propagate_reference(indptr: np.ndarray, indices: np.ndarray, x: np.ndarray, 
     return dpos[:, None] * acc
 
 
-def ppr_reference(indptr: np.ndarray, indices: np.ndarray, x: np.ndarray, alpha: float, r: float) -> np.ndarray:
+def ppr_reference(
+    indptr: np.ndarray, indices: np.ndarray, x: np.ndarray, alpha: float, r: float
+) -> np.ndarray:
     """The infinite PPR series D^r alpha (I - (1-alpha) M)^-1 D^-r x, solved densely."""
     m = _dense_m(indptr, indices)
     dneg, dpos = degree_powers(degrees(indptr), r)
-    y = np.linalg.solve(np.eye(m.shape[0]) - (1.0 - alpha) * m, dneg[:, None] * np.asarray(x, dtype=np.float64))
+    y = np.linalg.solve(
+        np.eye(m.shape[0]) - (1.0 - alpha) * m, dneg[:, None] * np.asarray(x, dtype=np.float64)
+    )
     return dpos[:, None] * alpha * y
 
 
@@ -237,7 +243,11 @@ def _axpy_rows(acc, w, y):  # noqa: ANN001, ANN202
 
 
 def propagate_numba(
-    indptr: np.ndarray, indices: np.ndarray, x: np.ndarray, weights: np.ndarray, r: float,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    x: np.ndarray,
+    weights: np.ndarray,
+    r: float,
     progress: Any = None,
 ) -> np.ndarray:
     """Exact propagation by K = len(weights)-1 mean-aggregation SpMMs; float64 input stays float64, else float32."""
@@ -250,7 +260,7 @@ def propagate_numba(
     acc = (weights[0] * y).astype(dt)
     nxt = np.empty_like(y)
     steps = range(1, len(weights))
-    for level in (progress(steps) if progress else steps):
+    for level in progress(steps) if progress else steps:
         _mean_rows(indptr, indices, inv, y, nxt)
         y, nxt = nxt, y
         if weights[level] != 0.0:

@@ -131,12 +131,16 @@ def walks_numba(
     return out
 
 
-def walks(indptr: np.ndarray, indices: np.ndarray, targets: np.ndarray, n_walks: int, levels: int, seed: int = 0):  # noqa: ANN201
+def walks(
+    indptr: np.ndarray, indices: np.ndarray, targets: np.ndarray, n_walks: int, levels: int, seed: int = 0
+):  # noqa: ANN201
     """Entry point (walks run on the CPU; a torch tensor of targets is converted)."""
     return walks_numba(np.asarray(indptr), np.asarray(indices), np.asarray(targets), n_walks, levels, seed)
 
 
-def walks_reference(indptr: np.ndarray, indices: np.ndarray, targets: np.ndarray, levels: int) -> list[np.ndarray]:
+def walks_reference(
+    indptr: np.ndarray, indices: np.ndarray, targets: np.ndarray, levels: int
+) -> list[np.ndarray]:
     """The exact expectation: rows `targets` of M^j for j = 1..levels (dense [|S|, n] each)."""
     n = indptr.shape[0] - 1
     a = np.zeros((n, n))

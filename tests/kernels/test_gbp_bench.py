@@ -15,9 +15,30 @@ def test_benchmark_tiny(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("gbp_bench", BENCH)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    rows = mod.main(["--sizes", "3000", "6000", "--root", str(tmp_path), "--features", "4", "--targets", "100",
-                     "--walks", "200", "--rmax-bidir", "1e-5", "--rmax-push", "1e-5", "--exact-tol", "0.1",
-                     "--ref-tol", "1e-3", "--thread-compare"])
+    rows = mod.main(
+        [
+            "--sizes",
+            "3000",
+            "6000",
+            "--root",
+            str(tmp_path),
+            "--features",
+            "4",
+            "--targets",
+            "100",
+            "--walks",
+            "200",
+            "--rmax-bidir",
+            "1e-5",
+            "--rmax-push",
+            "1e-5",
+            "--exact-tol",
+            "0.1",
+            "--ref-tol",
+            "1e-3",
+            "--thread-compare",
+        ]
+    )
     out = capsys.readouterr().out
     assert "growth 3,000 -> 6,000" in out and "push speed-up" in out
     bidir = [r for r in rows if r["method"] == "bidirectional"]

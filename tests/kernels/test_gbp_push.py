@@ -14,7 +14,9 @@ from mlkit.kernels import gbp_push as gp
 
 
 @settings(max_examples=25, deadline=None)
-@given(graphs(), st.floats(0.05, 0.9), st.sampled_from([0.0, 0.3, 0.5, 1.0]), st.sampled_from([1e-1, 1e-3, 1e-5]))
+@given(
+    graphs(), st.floats(0.05, 0.9), st.sampled_from([0.0, 0.3, 0.5, 1.0]), st.sampled_from([1e-1, 1e-3, 1e-5])
+)
 def test_push_error_is_bounded_by_the_leftover_residue(case, alpha, r, rmax):
     indptr, indices, x = case
     ref = gp.ppr_reference(indptr, indices, x, alpha, r)
@@ -69,7 +71,8 @@ def test_ppr_series_reference_agrees_with_solve():
     ip, ix = csr(30, rng.integers(0, 30, size=(80, 2)))
     x = rng.standard_normal((30, 3))
     np.testing.assert_allclose(
-        gp.propagate_reference(ip, ix, x, gp.ppr_weights(0.2, 300), 0.5), gp.ppr_reference(ip, ix, x, 0.2, 0.5),
+        gp.propagate_reference(ip, ix, x, gp.ppr_weights(0.2, 300), 0.5),
+        gp.ppr_reference(ip, ix, x, 0.2, 0.5),
         atol=1e-12,
     )
 
@@ -82,7 +85,9 @@ def test_push_directed_graph_uses_transpose_and_degrees_of_a():
     import scipy.sparse as sp
 
     at = sp.csr_matrix((np.ones(len(ix)), ix, ip), shape=(25, 25)).T.tocsr()
-    out = gp.ppr_push_numba(at.indptr, at.indices, x, 0.15, 1e-9, 0.5, deg=gp.degrees(ip), out_dtype=np.float64).T
+    out = gp.ppr_push_numba(
+        at.indptr, at.indices, x, 0.15, 1e-9, 0.5, deg=gp.degrees(ip), out_dtype=np.float64
+    ).T
     np.testing.assert_allclose(out, gp.ppr_reference(ip, ix, x, 0.15, 0.5), atol=1e-6)
 
 
@@ -124,4 +129,6 @@ def test_exact_torch_on_cuda_matches_reference():
     w = gp.ppr_weights(0.1, 10)
     got = gp.propagate(torch.from_numpy(x).float().cuda(), ip, ix, w, 0.5)
     assert got.is_cuda
-    np.testing.assert_allclose(got.cpu().numpy(), gp.propagate_reference(ip, ix, x, w, 0.5), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        got.cpu().numpy(), gp.propagate_reference(ip, ix, x, w, 0.5), rtol=1e-4, atol=1e-5
+    )

@@ -36,8 +36,12 @@ def test_walks_are_unbiased_over_20_seeds():
     targets = np.array([0, 3, 7, 39])
     exact = gw.walks_reference(ip, ix, targets, 3)
     n_walks = 200
-    runs = np.stack([np.stack([gw.to_dense(lv, 40) for lv in gw.walks_numba(ip, ix, targets, n_walks, 3, s)])
-                     for s in range(20)])
+    runs = np.stack(
+        [
+            np.stack([gw.to_dense(lv, 40) for lv in gw.walks_numba(ip, ix, targets, n_walks, 3, s)])
+            for s in range(20)
+        ]
+    )
     mean, se = runs.mean(0), runs.std(0, ddof=1) / np.sqrt(20)
     big = np.stack(exact) > 0.05  # entries with enough mass for a normal approximation
     z = np.abs(mean - np.stack(exact))[big] / np.maximum(se[big], 1e-12)

@@ -22,7 +22,9 @@ def _env(monkeypatch, tmp_path):
     if "gbp" not in TASKS:  # until the lead adds gbp to the task table
         import os
 
-        monkeypatch.setenv("MLKIT_EXTRA_TASKS", os.environ.get("MLKIT_EXTRA_TASKS", "") + ",gbp=mlkit.tasks.gbp")
+        monkeypatch.setenv(
+            "MLKIT_EXTRA_TASKS", os.environ.get("MLKIT_EXTRA_TASKS", "") + ",gbp=mlkit.tasks.gbp"
+        )
     monkeypatch.setenv("MLKIT_CACHE", str(tmp_path / "cache"))
 
 
@@ -60,8 +62,22 @@ def test_train_eval_predict_on_the_embedded_graph(runs_dir, capsys, monkeypatch)
 
 
 def test_model_learns_the_planted_partition(runs_dir, graph_dir, capsys):
-    args = ["gbp", "train", "--project", str(runs_dir), "--data", str(graph_dir), "--epochs", "40",
-            "--set", "train.patience=40", "--set", "model.dropout=0.1", "--quiet", "--json"]
+    args = [
+        "gbp",
+        "train",
+        "--project",
+        str(runs_dir),
+        "--data",
+        str(graph_dir),
+        "--epochs",
+        "40",
+        "--set",
+        "train.patience=40",
+        "--set",
+        "model.dropout=0.1",
+        "--quiet",
+        "--json",
+    ]
     assert main(args) == 0
     m = json.loads(capsys.readouterr().out)["metrics"]
     # raw features carry a weak class signal (0.5 mu + unit noise); propagation makes it easy
@@ -87,13 +103,29 @@ def test_preset_fills_defaults_but_explicit_values_win():
 
 @pytest.mark.parametrize("estimator", ["push", "bidirectional", "exact"])
 def test_shards_merge_bit_for_bit(graph_dir, tmp_path, capsys, estimator):
-    base = ["gbp", "precompute", "--data", str(graph_dir), "--estimator", estimator, "--rmax", "1e-4",
-            "--walks", "50", "--set", "propagation.levels=4", "--quiet"]
+    base = [
+        "gbp",
+        "precompute",
+        "--data",
+        str(graph_dir),
+        "--estimator",
+        estimator,
+        "--rmax",
+        "1e-4",
+        "--walks",
+        "50",
+        "--set",
+        "propagation.levels=4",
+        "--quiet",
+    ]
     outs = {}
-    for tag, extra in (("full", ["--out", str(tmp_path / "a")]), ("s0", ["--out", str(tmp_path / "b"), "--shard", "0/3"]),
-                       ("s1", ["--out", str(tmp_path / "b"), "--shard", "1/3"]),
-                       ("s2", ["--out", str(tmp_path / "b"), "--shard", "2/3"]),
-                       ("merged", ["--out", str(tmp_path / "b"), "--merge", "3"])):
+    for tag, extra in (
+        ("full", ["--out", str(tmp_path / "a")]),
+        ("s0", ["--out", str(tmp_path / "b"), "--shard", "0/3"]),
+        ("s1", ["--out", str(tmp_path / "b"), "--shard", "1/3"]),
+        ("s2", ["--out", str(tmp_path / "b"), "--shard", "2/3"]),
+        ("merged", ["--out", str(tmp_path / "b"), "--merge", "3"]),
+    ):
         assert main(base + extra) == 0, tag
         outs[tag] = json.loads(capsys.readouterr().out)
     full = np.load(outs["full"]["rows"])
@@ -124,8 +156,13 @@ def test_bidirectional_row_does_not_depend_on_the_target_set(graph_dir):
     from mlkit.tasks.gbp.precompute import propagate_rows
 
     g = load_graph(graph_dir)
-    prop = dict(load_defaults("mlkit.tasks.gbp")["propagation"], estimator="bidirectional", walks=64,
-                weights="sgc", levels=3)
+    prop = dict(
+        load_defaults("mlkit.tasks.gbp")["propagation"],
+        estimator="bidirectional",
+        walks=64,
+        weights="sgc",
+        levels=3,
+    )
     many = propagate_rows(g, prop, targets=np.arange(0, 1500, 7), seed=1)
     one = propagate_rows(g, prop, targets=np.array([14]), seed=1)
     np.testing.assert_array_equal(many.take(np.array([14])), np.asarray(one.rows))
@@ -138,15 +175,40 @@ def test_inductive_training_rows_come_from_the_train_subgraph(graph_dir, runs_di
     from mlkit.tasks.gbp.data import build_rows
 
     g = load_graph(graph_dir)
-    cfg = resolve(load_defaults("mlkit.tasks.gbp"), (), ["train.inductive=true", "propagation.estimator=exact",
-                                                         "propagation.levels=5", "propagation.cache=false"])
+    cfg = resolve(
+        load_defaults("mlkit.tasks.gbp"),
+        (),
+        [
+            "train.inductive=true",
+            "propagation.estimator=exact",
+            "propagation.levels=5",
+            "propagation.cache=false",
+        ],
+    )
     rows = build_rows(cfg, g)
     ip, ix = induced_subgraph(g, g.train_idx)
     want = propagate_numba(ip, ix, np.asarray(g.features[g.train_idx]), ppr_weights(0.1, 5), 0.5)
     np.testing.assert_allclose(rows.rows(g, "train"), want, rtol=1e-6)
     assert not np.allclose(rows.rows(g, "train"), rows.full.take(g.train_idx))
-    assert main(["gbp", "train", "--project", str(runs_dir), "--data", str(graph_dir), "--inductive",
-                 "--epochs", "2", "--quiet", "--set", "train.standardize=true"]) == 0
+    assert (
+        main(
+            [
+                "gbp",
+                "train",
+                "--project",
+                str(runs_dir),
+                "--data",
+                str(graph_dir),
+                "--inductive",
+                "--epochs",
+                "2",
+                "--quiet",
+                "--set",
+                "train.standardize=true",
+            ]
+        )
+        == 0
+    )
 
 
 def test_multilabel_generic_dataset(tmp_path, runs_dir, capsys):
@@ -156,9 +218,30 @@ def test_multilabel_generic_dataset(tmp_path, runs_dir, capsys):
     y = (rng.random((n, 3)) < 0.4).astype(np.float32)
     x = (y @ rng.standard_normal((3, 6)) + rng.standard_normal((n, 6))).astype(np.float32)
     perm = rng.permutation(n)
-    save_generic(tmp_path / "ml", edges, n, x, y, {"train": perm[:150], "val": perm[150:200], "test": perm[200:]})
-    assert main(["gbp", "train", "--project", str(runs_dir), "--data", str(tmp_path / "ml"), "--epochs", "3",
-                 "--set", "model.layers=3", "--set", "model.bias=bn", "--quiet", "--json"]) == 0
+    save_generic(
+        tmp_path / "ml", edges, n, x, y, {"train": perm[:150], "val": perm[150:200], "test": perm[200:]}
+    )
+    assert (
+        main(
+            [
+                "gbp",
+                "train",
+                "--project",
+                str(runs_dir),
+                "--data",
+                str(tmp_path / "ml"),
+                "--epochs",
+                "3",
+                "--set",
+                "model.layers=3",
+                "--set",
+                "model.bias=bn",
+                "--quiet",
+                "--json",
+            ]
+        )
+        == 0
+    )
     m = json.loads(capsys.readouterr().out)["metrics"]
     assert 0.0 <= m["test/f1"] <= 1.0
     ck = torch.load(runs_dir / "gbp" / "train" / "weights" / "best.pt", weights_only=True)
@@ -183,7 +266,11 @@ def test_gnnbp_structure():
 
 def test_bad_layout_exits_3(tmp_path, runs_dir):
     (tmp_path / "empty").mkdir()
-    assert main(["gbp", "train", "--project", str(runs_dir), "--data", str(tmp_path / "empty"), "--quiet"]) == 3
+    assert (
+        main(["gbp", "train", "--project", str(runs_dir), "--data", str(tmp_path / "empty"), "--quiet"]) == 3
+    )
     assert main(["gbp", "train", "--project", str(runs_dir), "--estimator", "bogus", *TINY]) == 2
-    assert main(["gbp", "train", "--project", str(runs_dir), "--estimator", "push", "--weights", "heat",
-                 *TINY]) == 2
+    assert (
+        main(["gbp", "train", "--project", str(runs_dir), "--estimator", "push", "--weights", "heat", *TINY])
+        == 2
+    )

@@ -19,7 +19,9 @@ def _env(monkeypatch, tmp_path):
     if "gbp" not in TASKS:
         import os
 
-        monkeypatch.setenv("MLKIT_EXTRA_TASKS", os.environ.get("MLKIT_EXTRA_TASKS", "") + ",gbp=mlkit.tasks.gbp")
+        monkeypatch.setenv(
+            "MLKIT_EXTRA_TASKS", os.environ.get("MLKIT_EXTRA_TASKS", "") + ",gbp=mlkit.tasks.gbp"
+        )
     monkeypatch.setenv("MLKIT_CACHE", str(tmp_path / "cache"))
 
 
@@ -31,8 +33,25 @@ def test_cora_preset_reaches_82_and_exact_is_within_one_point(shared_data, runs_
         pytest.skip("no Cora in shared/data/planetoid")
     acc = {}
     for est in ("push", "exact"):
-        assert main(["gbp", "train", "--project", str(runs_dir), "--data", str(data), "--preset", "cora",
-                     "--estimator", est, "--quiet", "--json"]) == 0
+        assert (
+            main(
+                [
+                    "gbp",
+                    "train",
+                    "--project",
+                    str(runs_dir),
+                    "--data",
+                    str(data),
+                    "--preset",
+                    "cora",
+                    "--estimator",
+                    est,
+                    "--quiet",
+                    "--json",
+                ]
+            )
+            == 0
+        )
         acc[est] = json.loads(capsys.readouterr().out)["metrics"]["test/acc"]
     assert acc["push"] >= 0.82, acc
     assert abs(acc["exact"] - acc["push"]) <= 0.01, acc
@@ -62,8 +81,9 @@ def test_bidirectional_precompute_is_sublinear_in_n(tmp_path):
         targets = np.sort(np.random.default_rng(0).choice(n, 5000, replace=False))
         c0 = time.process_time()
         lv = gw.walks_numba(ip, ix, targets, 1000, 4, 0)
-        est = gc.bidirectional_numba(ip, ix, xt, w, 0.5, 1e-7, targets, gc.coefficients(lv, w, targets),
-                                     transposed=True).T
+        est = gc.bidirectional_numba(
+            ip, ix, xt, w, 0.5, 1e-7, targets, gc.coefficients(lv, w, targets), transposed=True
+        ).T
         c1 = time.process_time()
         exact = gp.propagate_numba(ip, ix, np.ascontiguousarray(xt.T), w, 0.5)[targets]
         c2 = time.process_time()

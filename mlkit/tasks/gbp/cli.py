@@ -35,17 +35,29 @@ def synth(
         raise UsageError("need --nodes >= 2, --classes >= 1, --features >= 1, --degree >= 0")
     console = make_console(quiet)
     t0 = time.perf_counter()
-    planted_partition(out, nodes, classes, features, degree, fracs=(train, val, test), seed=seed,
-                      progress=lambda m: console.print(f"synth: {m}"))
+    planted_partition(
+        out,
+        nodes,
+        classes,
+        features,
+        degree,
+        fracs=(train, val, test),
+        seed=seed,
+        progress=lambda m: console.print(f"synth: {m}"),
+    )
     console.print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
     sys.stdout.write(f"{out}\n")
 
 
 def precompute(
-    data: Optional[str] = typer.Option(None, "--data", help="Dataset folder (any layout); default: the synthetic graph."),  # noqa: UP045
+    data: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--data", help="Dataset folder (any layout); default: the synthetic graph."
+    ),  # noqa: UP045
     config: Optional[list[str]] = typer.Option(None, "--config", help="YAML config file(s)."),  # noqa: UP045
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: a.b=value."),  # noqa: UP045
-    preset: Optional[str] = typer.Option(None, "--preset", help="Per-dataset defaults (cora, ppi, friendster, ...)."),  # noqa: UP045
+    preset: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--preset", help="Per-dataset defaults (cora, ppi, friendster, ...)."
+    ),  # noqa: UP045
     estimator: Optional[str] = typer.Option(None, "--estimator", help="auto | push | bidirectional | exact."),  # noqa: UP045
     weights: Optional[str] = typer.Option(None, "--weights", help="ppr | heat | sgc | list."),  # noqa: UP045
     alpha: Optional[float] = typer.Option(None, "--alpha", help="PPR alpha."),  # noqa: UP045
@@ -55,7 +67,9 @@ def precompute(
     levels: Optional[int] = typer.Option(None, "--levels", help="Propagation steps L (0: from tol)."),  # noqa: UP045
     targets: Optional[str] = typer.Option(None, "--targets", help="splits | all | file of node ids."),  # noqa: UP045
     threads: Optional[int] = typer.Option(None, "--threads", help="Numba threads (0 = all cores)."),  # noqa: UP045
-    out: Optional[str] = typer.Option(None, "--out", help="Cache folder for the rows (propagation.cache_dir)."),  # noqa: UP045
+    out: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--out", help="Cache folder for the rows (propagation.cache_dir)."
+    ),  # noqa: UP045
     shard: Optional[str] = typer.Option(None, "--shard", help="Compute column block i of N only: i/N."),  # noqa: UP045
     merge: int = typer.Option(0, "--merge", help="Merge N finished shards into the full result."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the random walks."),  # noqa: UP045
@@ -84,10 +98,18 @@ def precompute(
     from mlkit.tasks.gbp.precompute import cache_key, merge_shards, parse_shard, plan, propagate_rows
 
     flags: dict[str, Any] = {
-        "preset": preset, "propagation.estimator": estimator, "propagation.weights": weights,
-        "propagation.alpha": alpha, "propagation.rmax": rmax, "propagation.r": r, "propagation.walks": walks,
-        "propagation.levels": levels, "propagation.targets": targets, "propagation.threads": threads,
-        "propagation.cache_dir": out, "seed": seed,
+        "preset": preset,
+        "propagation.estimator": estimator,
+        "propagation.weights": weights,
+        "propagation.alpha": alpha,
+        "propagation.rmax": rmax,
+        "propagation.r": r,
+        "propagation.walks": walks,
+        "propagation.levels": levels,
+        "propagation.targets": targets,
+        "propagation.threads": threads,
+        "propagation.cache_dir": out,
+        "seed": seed,
     }
     cfg = resolve(load_defaults("mlkit.tasks.gbp"), config or (), set_ or (), flags)
     if data:
@@ -111,9 +133,18 @@ def precompute(
             count = merge or dist.world_size
             prop = cfg["propagation"]
             if dist.enabled:
-                propagate_rows(g, prop, targets=tg, seed=int(cfg["seed"]), cache_dir=cdir,
-                               shard=(dist.rank, dist.world_size), mean=mean, std=std, device=device,
-                               log=console.print)
+                propagate_rows(
+                    g,
+                    prop,
+                    targets=tg,
+                    seed=int(cfg["seed"]),
+                    cache_dir=cdir,
+                    shard=(dist.rank, dist.world_size),
+                    mean=mean,
+                    std=std,
+                    device=device,
+                    log=console.print,
+                )
                 import torch.distributed as tdist
 
                 tdist.barrier()
@@ -126,8 +157,18 @@ def precompute(
             if res is None:
                 return
         elif shard:
-            res = propagate_rows(g, cfg["propagation"], targets=tg, seed=int(cfg["seed"]), cache_dir=cdir,
-                                 shard=parse_shard(shard), mean=mean, std=std, device=device, log=console.print)
+            res = propagate_rows(
+                g,
+                cfg["propagation"],
+                targets=tg,
+                seed=int(cfg["seed"]),
+                cache_dir=cdir,
+                shard=parse_shard(shard),
+                mean=mean,
+                std=std,
+                device=device,
+                log=console.print,
+            )
         else:
             rows = build_rows(cfg, g, device, console.print)
             if not quiet:
@@ -135,8 +176,14 @@ def precompute(
 
                 console.print(timing_table(rows, load_s))
             res = rows.full
-        emit({"rows": str(res.path), "nodes": None if res.nodes is None else str(res.path.with_name(res.path.stem + ".nodes.npy")),
-              "shape": list(res.rows.shape), "estimator": res.estimator,
-              "timings": {"load": round(load_s, 4), **{k: round(v, 4) for k, v in res.timings.items()}}})
+        emit(
+            {
+                "rows": str(res.path),
+                "nodes": None if res.nodes is None else str(res.path.with_name(res.path.stem + ".nodes.npy")),
+                "shape": list(res.rows.shape),
+                "estimator": res.estimator,
+                "timings": {"load": round(load_s, 4), **{k: round(v, 4) for k, v in res.timings.items()}},
+            }
+        )
     finally:
         close_distributed()

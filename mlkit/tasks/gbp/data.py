@@ -51,7 +51,9 @@ def cache_dir(cfg: dict[str, Any]) -> Path:
     """propagation.cache_dir, else $MLKIT_CACHE/gbp, else ~/.cache/mlkit/gbp."""
     if cfg["propagation"].get("cache_dir"):
         return Path(cfg["propagation"]["cache_dir"]).expanduser()
-    root = os.environ.get("MLKIT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "mlkit")
+    root = os.environ.get("MLKIT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", "~/.cache"), "mlkit"
+    )
     return Path(root).expanduser() / "gbp"
 
 
@@ -73,8 +75,11 @@ def load_dataset(cfg: dict[str, Any], run_dir: Path | None = None, log: Any = No
         name = cfg.get("name")
         preset = cfg.get("preset")
         folder = Path(cfg["data"])
-        if not name and preset and folder.is_dir() and any(
-            (folder / f).exists() for f in (f"ind.{preset}.graph", f"{preset}.txt")
+        if (
+            not name
+            and preset
+            and folder.is_dir()
+            and any((folder / f).exists() for f in (f"ind.{preset}.graph", f"{preset}.txt"))
         ):
             name = preset  # a folder with several datasets: the preset names the one to use
         g = load_graph(cfg["data"], cfg.get("format") or "auto", name)
@@ -86,10 +91,19 @@ def load_dataset(cfg: dict[str, Any], run_dir: Path | None = None, log: Any = No
             import shutil
 
             s = cfg["synth"]
-            tmp = d.with_name(f"{d.name}.tmp{os.getpid()}")  # build aside, then rename: safe between processes
-            planted_partition(tmp, int(s["nodes"]), int(s["classes"]), int(s["features"]), float(s["degree"]),
-                              fracs=(float(s["train_frac"]), float(s["val_frac"]), float(s["test_frac"])),
-                              seed=int(cfg["seed"]), progress=log)
+            tmp = d.with_name(
+                f"{d.name}.tmp{os.getpid()}"
+            )  # build aside, then rename: safe between processes
+            planted_partition(
+                tmp,
+                int(s["nodes"]),
+                int(s["classes"]),
+                int(s["features"]),
+                float(s["degree"]),
+                fracs=(float(s["train_frac"]), float(s["val_frac"]), float(s["test_frac"])),
+                seed=int(cfg["seed"]),
+                progress=log,
+            )
             try:
                 os.replace(tmp, d)
             except OSError:  # another process finished first (the folder exists and is not empty)
@@ -103,8 +117,11 @@ def check(g: Graph, where: str) -> None:
     """A trainable graph has features, labels and three non-empty splits."""
     missing = [k for k in ("features", "labels", "train_idx", "val_idx", "test_idx") if getattr(g, k) is None]
     if missing:
-        raise DataError(f"dataset lacks {', '.join(missing)}", where,
-                        "GBP needs node features, labels and train/val/test splits.")
+        raise DataError(
+            f"dataset lacks {', '.join(missing)}",
+            where,
+            "GBP needs node features, labels and train/val/test splits.",
+        )
     for s in SPLITS:
         if len(getattr(g, f"{s}_idx")) == 0:
             raise DataError(f"the {s} split is empty", where, "Give every split at least one node.")
@@ -119,7 +136,9 @@ def targets_of(cfg: dict[str, Any], g: Graph) -> np.ndarray | None:
         return np.unique(np.concatenate([g.train_idx, g.val_idx, g.test_idx]))
     p = Path(t).expanduser()
     if not p.is_file():
-        raise UsageError(f"targets file not found: {p}", "propagation.targets", "Use splits, all or a file of node ids.")
+        raise UsageError(
+            f"targets file not found: {p}", "propagation.targets", "Use splits, all or a file of node ids."
+        )
     ids = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, dtype=np.int64, ndmin=1)
     return np.unique(np.asarray(ids, dtype=np.int64))
 
@@ -157,8 +176,17 @@ def build_rows(cfg: dict[str, Any], g: Graph, device: str = "cpu", log: Any = No
     inductive = bool(cfg["train"]["inductive"])
     if inductive and targets is not None:
         targets = np.unique(np.concatenate([g.val_idx, g.test_idx, targets]))
-    full = propagate_rows(g, prop, targets=targets, seed=int(cfg["seed"]), cache_dir=cdir, mean=mean, std=std,
-                          device=device, log=log)
+    full = propagate_rows(
+        g,
+        prop,
+        targets=targets,
+        seed=int(cfg["seed"]),
+        cache_dir=cdir,
+        mean=mean,
+        std=std,
+        device=device,
+        log=log,
+    )
     train = None
     if inductive:
         from mlkit.graph.io import induced_subgraph
@@ -166,8 +194,17 @@ def build_rows(cfg: dict[str, Any], g: Graph, device: str = "cpu", log: Any = No
         idx = np.asarray(g.train_idx, dtype=np.int64)
         ip, ix = induced_subgraph(g, idx)
         sub = Graph(ip, ix, idx.shape[0], np.asarray(g.features[idx]), name=f"{g.name}-train")
-        train = propagate_rows(sub, prop, targets=None, seed=int(cfg["seed"]), cache_dir=cdir, mean=mean, std=std,
-                               device=device, log=log)
+        train = propagate_rows(
+            sub,
+            prop,
+            targets=None,
+            seed=int(cfg["seed"]),
+            cache_dir=cdir,
+            mean=mean,
+            std=std,
+            device=device,
+            log=log,
+        )
     return SplitRows(full, train)
 
 

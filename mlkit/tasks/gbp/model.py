@@ -29,8 +29,16 @@ class Dense(nn.Module):
 class GnnBP(nn.Module):
     """Dense(F->h) ReLU [Dense(h->h) ReLU] x (layers-2) Dense(h->C); dropout before every Dense; no output bias."""
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, layers: int = 2, dropout: float = 0.5,
-                 bias: str = "none", residual: bool = True) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: int,
+        out_dim: int,
+        layers: int = 2,
+        dropout: float = 0.5,
+        bias: str = "none",
+        residual: bool = True,
+    ) -> None:
         super().__init__()
         if layers < 2:
             raise ValueError("GnnBP needs at least 2 layers")

@@ -25,8 +25,15 @@ from mlkit.tasks.gbp.model import GnnBP
 # ------------------------------------------------------------------------------------ pieces
 def build_model(cfg: dict[str, Any], in_dim: int, out_dim: int) -> GnnBP:
     m = cfg["model"]
-    return GnnBP(in_dim, int(m["hidden"]), out_dim, int(m["layers"]), float(m["dropout"]), str(m["bias"]),
-                 bool(m["residual"]))
+    return GnnBP(
+        in_dim,
+        int(m["hidden"]),
+        out_dim,
+        int(m["layers"]),
+        float(m["dropout"]),
+        str(m["bias"]),
+        bool(m["residual"]),
+    )
 
 
 def timing_table(rows: SplitRows, load_s: float) -> Any:
@@ -51,7 +58,7 @@ def prepare(cfg: dict[str, Any], ctx: Ctx, run_dir: Any) -> tuple[Graph, SplitRo
 
     rows = None
     g = None
-    for turn in ((0,) if not ctx.dist.enabled else (0, 1)):
+    for turn in (0,) if not ctx.dist.enabled else (0, 1):
         if ctx.dist.enabled and (turn == 0) != ctx.is_main:
             ctx.barrier()
             continue
@@ -82,13 +89,21 @@ def decide(logits: np.ndarray, multilabel: bool) -> np.ndarray:
     return (logits > 0).astype(np.int64) if multilabel else logits.argmax(1)
 
 
-def split_metrics(model: nn.Module, g: Graph, rows: SplitRows, cfg: dict[str, Any], device: str,
-                  splits: Iterable[str] = SPLITS) -> dict[str, float]:
+def split_metrics(
+    model: nn.Module,
+    g: Graph,
+    rows: SplitRows,
+    cfg: dict[str, Any],
+    device: str,
+    splits: Iterable[str] = SPLITS,
+) -> dict[str, float]:
     """micro-F1 (== accuracy for multiclass) and accuracy (per label entry when multilabel) per split."""
     out: dict[str, float] = {}
     for s in splits:
         ids = getattr(g, f"{s}_idx")
-        pred = decide(scores(model, rows.rows(g, s), device, int(cfg["train"]["eval_batch_size"])), g.multilabel)
+        pred = decide(
+            scores(model, rows.rows(g, s), device, int(cfg["train"]["eval_batch_size"])), g.multilabel
+        )
         gold = labels_of(g, ids)
         out[f"{s}/f1"] = micro_f1(pred, gold)
         out[f"{s}/acc"] = accuracy(pred, gold)
@@ -109,12 +124,28 @@ def train(cfg: dict[str, Any], ctx: Ctx) -> dict[str, float]:
     in_dim = rows.full.rows.shape[1]
     model = build_model(cfg, in_dim, n_cls).to(device)
     net = ctx.wrap(model)
-    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["train"]["weight_decay"]))
+    opt = torch.optim.Adam(
+        model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["train"]["weight_decay"])
+    )
     loss_fn: nn.Module = nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()
-    extra = {"num_features": int(in_dim), "num_classes": int(n_cls), "multilabel": bool(multilabel),
-             "graph": g.name, "num_nodes": int(g.num_nodes), "estimator": rows.full.estimator}
-    loop = EpochLoop(ctx, cfg, model, opt, monitor="val/f1", mode="max", patience=int(cfg["train"]["patience"]),
-                     extra=extra)
+    extra = {
+        "num_features": int(in_dim),
+        "num_classes": int(n_cls),
+        "multilabel": bool(multilabel),
+        "graph": g.name,
+        "num_nodes": int(g.num_nodes),
+        "estimator": rows.full.estimator,
+    }
+    loop = EpochLoop(
+        ctx,
+        cfg,
+        model,
+        opt,
+        monitor="val/f1",
+        mode="max",
+        patience=int(cfg["train"]["patience"]),
+        extra=extra,
+    )
     train_ids = np.asarray(g.train_idx, dtype=np.int64)
     y_train = labels_of(g, train_ids)
     inductive_rows = rows.train.rows if rows.train is not None else None
@@ -152,14 +183,19 @@ def train(cfg: dict[str, Any], ctx: Ctx) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------ eval / predict
-def _restore(cfg: dict[str, Any], ctx: Ctx, ckpt: dict[str, Any]) -> tuple[dict[str, Any], Graph, SplitRows, GnnBP]:
+def _restore(
+    cfg: dict[str, Any], ctx: Ctx, ckpt: dict[str, Any]
+) -> tuple[dict[str, Any], Graph, SplitRows, GnnBP]:
     cfg = apply_preset(cfg)
     g = load_dataset(cfg, None, ctx.log)
     rows = build_rows(cfg, g, ctx.device, ctx.log)
     ex = ckpt.get("extra", {})
     if rows.full.rows.shape[1] != ex.get("num_features"):
-        raise DataError(f"data has {rows.full.rows.shape[1]} features, the model wants {ex.get('num_features')}",
-                        cfg.get("data") or "synthetic", "Evaluate on the graph the model was trained on.")
+        raise DataError(
+            f"data has {rows.full.rows.shape[1]} features, the model wants {ex.get('num_features')}",
+            cfg.get("data") or "synthetic",
+            "Evaluate on the graph the model was trained on.",
+        )
     model = build_model(cfg, int(ex["num_features"]), int(ex["num_classes"])).to(ctx.device)
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
@@ -181,14 +217,22 @@ def predict(cfg: dict[str, Any], ctx: Ctx, ckpt: dict[str, Any], records: Iterab
         try:
             node = int(text)
         except ValueError:
-            raise DataError(f"not a node id: {text!r}", "predict input", "Give one integer node id per line.") from None
+            raise DataError(
+                f"not a node id: {text!r}", "predict input", "Give one integer node id per line."
+            ) from None
         if not 0 <= node < g.num_nodes:
-            raise DataError(f"node {node} outside 0..{g.num_nodes - 1}", "predict input", "Give an existing node id.")
+            raise DataError(
+                f"node {node} outside 0..{g.num_nodes - 1}", "predict input", "Give an existing node id."
+            )
         x = _row(cfg, g, rows, node, ctx)
         logit = scores(model, x, ctx.device, 1)[0]
         if multilabel:
             prob = 1.0 / (1.0 + np.exp(-logit))
-            yield {"node": node, "labels": np.flatnonzero(logit > 0).tolist(), "probs": [round(float(p), 6) for p in prob]}
+            yield {
+                "node": node,
+                "labels": np.flatnonzero(logit > 0).tolist(),
+                "probs": [round(float(p), 6) for p in prob],
+            }
         else:
             e = np.exp(logit - logit.max())
             prob = e / e.sum()
@@ -203,5 +247,7 @@ def _row(cfg: dict[str, Any], g: Graph, rows: SplitRows, node: int, ctx: Ctx) ->
     from mlkit.tasks.gbp.precompute import propagate_rows
 
     mean, std = standardizer(cfg, g)
-    one = propagate_rows(g, cfg["propagation"], targets=np.array([node]), seed=int(cfg["seed"]), mean=mean, std=std)
+    one = propagate_rows(
+        g, cfg["propagation"], targets=np.array([node]), seed=int(cfg["seed"]), mean=mean, std=std
+    )
     return np.asarray(one.rows, dtype=np.float32)
