@@ -11,16 +11,14 @@ from hypothesis import strategies as st
 from mlkit.kernels.lattice import (
     KEYS,
     _lattice_core,
-    _lattice_core_autograd,
     _reverse,
     _reverse_index,
     lattice_bi_schedule,
     lattice_bi_torch,
-    lattice_reference,
     lattice_schedule,
-    lattice_sentence_torch,
     lattice_torch,
 )
+from mlkit.kernels.lattice_ref import _lattice_core_autograd, lattice_reference, lattice_sentence_torch
 
 DC, DW = 5, 4
 

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from mlkit.kernels.crf import crf_nll_torch, viterbi
-from mlkit.kernels.lattice import lattice, lattice_sentence_torch
+from mlkit.kernels.lattice import lattice
+from mlkit.kernels.lattice_ref import lattice_sentence_torch
 
 
 def _orthogonal(rows: int, cols: int) -> nn.Parameter:
