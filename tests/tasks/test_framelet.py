@@ -294,6 +294,30 @@ def test_csbm_and_noise():
     assert (adj != adj.T).nnz == 0 and same(rew) < same(homo) - 0.2
 
 
+def test_csbm_class_means_follow_spec():
+    """Spec 3: x_i = mu sqrt(F/C) e(y_i) + N(0, I): orthonormal class directions, mean norm mu sqrt(F/C)."""
+    g = S.csbm(nodes=2000, classes=4, features=40, degree=10, mu=0.5, seed=1)
+    means = np.stack([g.features[g.labels == k].mean(0) for k in range(4)])
+    np.testing.assert_allclose(np.linalg.norm(means, axis=1), 0.5 * np.sqrt(10), rtol=0.1)
+    cos = (means @ means.T) / np.outer(np.linalg.norm(means, axis=1), np.linalg.norm(means, axis=1))
+    assert np.abs(cos - np.eye(4)).max() < 0.15
+
+
+def test_two_class_graphs_differ_in_frequency_content():
+    """Spec 3: same node counts and degree distributions; the degree signal's high-pass share differs by class,
+    visibly in the UFGPool-SUM readout (high-pass block sum / low-pass block sum)."""
+    graphs, labels = S.two_class_graphs(count=60, seed=4)
+    ratio, degs = [], [[], []]
+    for g, y in zip(graphs, labels):
+        x = np.diff(g.indptr).astype(np.float64)
+        sums = (F.build(g.to_scipy(), operator="materialized").stacked @ x).reshape(3, -1).sum(1)
+        ratio.append(sums[1] / sums[0])
+        degs[y].append(x)
+    ratio = np.array(ratio)
+    assert ratio[labels == 0].max() < ratio[labels == 1].min()
+    assert abs(np.concatenate(degs[0]).mean() - np.concatenate(degs[1]).mean()) < 0.3
+
+
 def test_graph_regression_targets(runs_dir, capsys, tmp_path):
     """Continuous graph targets (TU graph_attributes) train with MSE and report MAE."""
     from mlkit.graph.tu import write_tu
