@@ -238,10 +238,15 @@ def _lattice_fn_forward(ctx: Any, pg: Any, pl: Any, pw: Any, wh: Any, uc: Any, v
     lgs = xg.new_empty(len(e_row), hid)  # word gates l (sigmoid), end order
     merges = {}
     h = xg.new_zeros(n_d, n_b, hid)
+    # tanh(x) = 2σ(2x) - 1: one sigmoid for all gates (tanh is slow on CPU); the 2x is folded into the inputs
+    xg[..., 2 * hid :] *= 2
+    wgs[:, 2 * hid :] *= 2
+    wh2, vh2 = wh.clone(), vh.clone()
+    wh2[..., 2 * hid :] *= 2
+    vh2[..., 2 * hid :] *= 2
     for j in range(m):
         nb = n_act[j]
-        g = torch.baddbmm(xg[j, :, :nb], h[:, :nb], wh)
-        g[..., 2 * hid :].mul_(2)  # tanh(x) = 2σ(2x) - 1: one sigmoid for all gates (tanh is slow on CPU)
+        g = torch.baddbmm(xg[j, :, :nb], h[:, :nb], wh2)
         g.sigmoid_()
         g[..., 2 * hid :].mul_(2).sub_(1)
         acts.append(g)
@@ -263,13 +268,14 @@ def _lattice_fn_forward(ctx: Any, pg: Any, pl: Any, pw: Any, wh: Any, uc: Any, v
             ei = i.exp()
             z = ei.view(-1, hid).index_add(0, rowc, el)
             merged = (ei * ch).view(-1, hid).index_add_(0, rowc, el * cw).div_(z)
-            c.copy_(torch.where(ix["sel"][j, :, :nb], merged.view(n_d, nb, hid), c))
+            torch.where(ix["sel"][j, :, :nb], merged.view(n_d, nb, hid), c, out=c)
             merges[j] = (cw, el, ei, z, merged)
         tc = torch.mul(c, 2).sigmoid_().mul_(2).sub_(1)
         tcs.append(tc)
         h = out[j]
         torch.mul(o, tc, out=h[:, :nb])
-        h[:, nb:] = 0
+        if nb < n_b:
+            h[:, nb:] = 0
         a, z_ = s_ptr[j * n_d], s_ptr[j * n_d + n_d]
         if z_ > a:
             rows = sb[a:z_]
@@ -277,9 +283,8 @@ def _lattice_fn_forward(ctx: Any, pg: Any, pl: Any, pw: Any, wh: Any, uc: Any, v
             for d in range(n_d):
                 lo, hi = s_ptr[j * n_d + d], s_ptr[j * n_d + d + 1]
                 if hi > lo:
-                    torch.addmm(wgs[lo:hi], hw[lo - a : hi - a], vh[d], out=wa[lo:hi])
+                    torch.addmm(wgs[lo:hi], hw[lo - a : hi - a], vh2[d], out=wa[lo:hi])
             ga = wa[a:z_]
-            ga[:, 2 * hid :].mul_(2)
             ga.sigmoid_()
             ga[:, 2 * hid :].mul_(2).sub_(1)
             cell = cells[a:z_]
