@@ -178,6 +178,19 @@ def _core_index(plan: dict, n_d: int, flips: tuple[bool, ...], shared: bool, dty
     n_wd = n_w // n_d  # start-ordered word ids d·W + k -> rows k·D + d of the shared word projections
     w_at = by_start % n_wd * n_d + by_start // n_wd if n_wd else by_start
     out_at = out_at.reshape(-1)  # a permutation (padding maps to padding)
+    e_rowc = rr // n_b * n_act[jj] + rr % n_b  # row among the D·n_act[j] running rows
+    # per-step views and Python ranges, built once per plan (one split call each instead of slicing in the loops)
+    e_len = np.diff(np.asarray(e_ptr)[::n_d]).tolist()  # words ending at step j (both directions)
+    s_len = np.diff(np.asarray(s_ptr)[::n_d]).tolist()  # words starting at step j
+    e_dirs = [np.diff(e_ptr[j * n_d : j * n_d + n_d + 1]).tolist() for j in range(m)]
+    s_dirs = [
+        [
+            (d, s_ptr[j * n_d + d], s_ptr[j * n_d + d + 1])
+            for d in range(n_d)
+            if s_ptr[j * n_d + d + 1] > s_ptr[j * n_d + d]
+        ]
+        for j in range(m)
+    ]
 
     def inv(a: np.ndarray) -> np.ndarray:
         r = np.empty_like(a)
@@ -200,7 +213,15 @@ def _core_index(plan: dict, n_d: int, flips: tuple[bool, ...], shared: bool, dty
         "s_ptr": s_ptr,
         "e_pos": dev(e_pos),
         "e_row": dev(rr),  # row among all D·B rows
-        "e_rowc": dev(rr // n_b * n_act[jj] + rr % n_b),  # row among the D·n_act[j] running rows
+        "e_rowc": dev(e_rowc),
+        "e_len": e_len,
+        "s_len": s_len,
+        "e_dirs": e_dirs,
+        "s_dirs": s_dirs,
+        "e_pos_s": dev(e_pos).split(e_len),
+        "e_row_s": dev(rr).split(e_len),
+        "e_rowc_s": dev(e_rowc).split(e_len),
+        "sb_s": dev(sb).split(s_len),
         "e_ptr": e_ptr,
         "sel": dev(anyend),
         "self": dev(anyend).to(dtype),
@@ -217,25 +238,29 @@ def _lattice_fn_forward(ctx: Any, pg: Any, pl: Any, pw: Any, wh: Any, uc: Any, v
     The projections (valid positions only) are gathered step-major ([m, D, B] rows, longest sentence first, see
     `_core_index`) by x_at and w_at, and the output is gathered back to [B, m, D] rows by the permutation out_at;
     the backward gathers by the inverse maps (x_inv, w_inv, out_inv): no zero-filled scatter. Positions past a
-    sentence's end give 0.
+    sentence's end give 0. The loop is dispatch bound: per-step views come from one unbind/split call per buffer
+    and a step with every row running slices nothing.
     """
     import torch
 
     m, n_d, n_b = ix["m"], ix["n_d"], ix["n_b"]
     hid, n = wh.shape[1], n_d * n_b
     xg = pg.index_select(0, ix["x_at"]).view(m, n_d, n_b, 3 * hid)
-    xl = pl.index_select(0, ix["x_at"])
-    s_ptr, e_ptr, k_at, sb, n_act = ix["s_ptr"], ix["e_ptr"], ix["k_at"], ix["sb"], ix["n_act"]
-    e_pos, e_row, e_rowc = ix["e_pos"], ix["e_row"], ix["e_rowc"]
-    acts, tcs = [], []  # per step, running rows only: i, o, ĉ after their nonlinearities; tanh(c_j)
+    xl = pl.index_select(0, ix["x_at"]).view(m, n, hid)
+    k_at, n_act, s_len, s_dirs, e_dirs = ix["k_at"], ix["n_act"], ix["s_len"], ix["s_dirs"], ix["e_dirs"]
+    e_pos_s, e_row_s, e_rowc_s, sb_s = ix["e_pos_s"], ix["e_row_s"], ix["e_rowc_s"], ix["sb_s"]
+    acts, tcs, dcps = (
+        [],
+        [],
+        [],
+    )  # per step, running rows only: i, o, ĉ after their nonlinearities; tanh(c_j); ĉ - c_{j-1}
     cs = xg.new_empty(m + 1, n_d, n_b, hid)  # cs[j + 1] = c_j (rows running at j only), cs[0] = c_{-1} = 0
     cs[0] = 0
     out = xg.new_empty(m, n_d, n_b, hid)
-    xl = xl.view(m, n, hid)
     wgs = pw.index_select(0, ix["w_at"])  # word input projections, start order
     wa = torch.empty_like(wgs)  # word gates f, i, ĉ after their nonlinearities, start order
     cells = xg.new_empty(wgs.shape[0], hid)  # word cells, start order
-    lgs = xg.new_empty(len(e_row), hid)  # word gates l (sigmoid), end order
+    lgs = xg.new_empty(len(ix["e_pos"]), hid)  # word gates l (sigmoid), end order
     merges = {}
     h = xg.new_zeros(n_d, n_b, hid)
     # tanh(x) = 2σ(2x) - 1: one sigmoid for all gates (tanh is slow on CPU); the 2x is folded into the inputs
@@ -244,53 +269,63 @@ def _lattice_fn_forward(ctx: Any, pg: Any, pl: Any, pw: Any, wh: Any, uc: Any, v
     wh2, vh2 = wh.clone(), vh.clone()
     wh2[..., 2 * hid :] *= 2
     vh2[..., 2 * hid :] *= 2
+    ucs, vhs = uc.unbind(0), vh2.unbind(0)
+    xgs, xls, css, outs = xg.unbind(0), xl.unbind(0), cs.unbind(0), out.unbind(0)
+    csf, outf = cs.view(m + 1, n, hid).unbind(0), out.view(m, n, hid).unbind(0)
+    sels = ix["sel"].unbind(0)
+    lgs_s, cells_s, wa_s = lgs.split(ix["e_len"]), cells.split(s_len), wa.split(s_len)
     for j in range(m):
         nb = n_act[j]
-        g = torch.baddbmm(xg[j, :, :nb], h[:, :nb], wh2)
+        if nb == n_b:
+            xj, hp, cp, c = xgs[j], h, css[j], css[j + 1]
+        else:
+            xj, hp, cp, c = xgs[j][:, :nb], h[:, :nb], css[j][:, :nb], css[j + 1][:, :nb]
+        g = torch.baddbmm(xj, hp, wh2)
         g.sigmoid_()
-        g[..., 2 * hid :].mul_(2).sub_(1)
+        i, o, ch = g.split(hid, 2)
+        ch.mul_(2).sub_(1)
         acts.append(g)
-        i, o, ch = g[..., :hid], g[..., hid : 2 * hid], g[..., 2 * hid :]
-        cp, c = cs[j, :, :nb], cs[j + 1, :, :nb]
-        torch.addcmul(cp, i, ch - cp, out=c)  # coupled gate
+        dcp = ch - cp
+        dcps.append(dcp)
+        torch.addcmul(cp, i, dcp, out=c)  # coupled gate
         if k_at[j]:
-            a, z_ = e_ptr[j * n_d], e_ptr[j * n_d + n_d]
-            rowc = e_rowc[a:z_]
-            cw = cells.index_select(0, e_pos[a:z_])
-            lg = lgs[a:z_]
-            torch.index_select(xl[j], 0, e_row[a:z_], out=lg)
-            for d in range(n_d):
-                lo, hi = e_ptr[j * n_d + d] - a, e_ptr[j * n_d + d + 1] - a
-                if hi > lo:
-                    lg[lo:hi].addmm_(cw[lo:hi], uc[d])
+            rowc = e_rowc_s[j]
+            cw = cells.index_select(0, e_pos_s[j])
+            lg = lgs_s[j]
+            torch.index_select(xls[j], 0, e_row_s[j], out=lg)
+            sizes = e_dirs[j]
+            for d, (lg_d, cw_d) in enumerate(zip(lg.split(sizes), cw.split(sizes))):
+                if sizes[d]:
+                    lg_d.addmm_(cw_d, ucs[d])
             lg.sigmoid_()
             el = lg.exp()  # exp of values in (0, 1): the element-wise softmax needs no max shift
             ei = i.exp()
             z = ei.view(-1, hid).index_add(0, rowc, el)
             merged = (ei * ch).view(-1, hid).index_add_(0, rowc, el * cw).div_(z)
-            torch.where(ix["sel"][j, :, :nb], merged.view(n_d, nb, hid), c, out=c)
+            torch.where(sels[j] if nb == n_b else sels[j][:, :nb], merged.view(n_d, nb, hid), c, out=c)
             merges[j] = (cw, el, ei, z, merged)
         tc = torch.mul(c, 2).sigmoid_().mul_(2).sub_(1)
         tcs.append(tc)
-        h = out[j]
-        torch.mul(o, tc, out=h[:, :nb])
-        if nb < n_b:
+        h = outs[j]
+        if nb == n_b:
+            torch.mul(o, tc, out=h)
+        else:
+            torch.mul(o, tc, out=h[:, :nb])
             h[:, nb:] = 0
-        a, z_ = s_ptr[j * n_d], s_ptr[j * n_d + n_d]
-        if z_ > a:
-            rows = sb[a:z_]
-            hw = h.view(n, hid).index_select(0, rows)
-            for d in range(n_d):
-                lo, hi = s_ptr[j * n_d + d], s_ptr[j * n_d + d + 1]
-                if hi > lo:
-                    torch.addmm(wgs[lo:hi], hw[lo - a : hi - a], vh2[d], out=wa[lo:hi])
-            ga = wa[a:z_]
+        if s_len[j]:
+            rows = sb_s[j]
+            hw = outf[j].index_select(0, rows)
+            a = s_dirs[j][0][1]
+            for d, lo, hi in s_dirs[j]:
+                torch.addmm(wgs[lo:hi], hw[lo - a : hi - a], vhs[d], out=wa[lo:hi])
+            ga = wa_s[j]
             ga.sigmoid_()
-            ga[:, 2 * hid :].mul_(2).sub_(1)
-            cell = cells[a:z_]
-            torch.mul(ga[:, :hid], cs[j + 1].view(n, hid).index_select(0, rows), out=cell)
-            cell.addcmul_(ga[:, hid : 2 * hid], ga[:, 2 * hid :])
-    ctx.state = (acts, cs, tcs, wa, lgs, merges, ix)
+            f, iw, tw = ga.split(hid, 1)
+            tw.mul_(2).sub_(1)
+            cell = cells_s[j]
+            torch.mul(f, csf[j + 1].index_select(0, rows), out=cell)
+            cell.addcmul_(iw, tw)
+    ctx.state = (acts, dcps, cs, tcs, wa, lgs, merges, ix)
     ctx.save_for_backward(wh, uc, vh, out)
     return out.view(m * n, hid).index_select(0, ix["out_at"])
 
@@ -299,13 +334,13 @@ def _lattice_fn_backward(ctx: Any, d_out: Any) -> tuple:
     """Reverse-time loop: grads of pg, pl, pw, Wh, Uc, Vh (the plan gets none)."""
     import torch
 
-    acts, cs, tcs, wa, lgs, merges, ix = ctx.state
+    acts, dcps, cs, tcs, wa, lgs, merges, ix = ctx.state
     wh, uc, vh, out = ctx.saved_tensors
     m, n_d, n_b, hid = out.shape
     h3, n = 3 * hid, n_d * n_b
-    s_ptr, e_ptr, k_at, sb, n_act = ix["s_ptr"], ix["e_ptr"], ix["k_at"], ix["sb"], ix["n_act"]
-    e_pos, e_row, e_rowc = ix["e_pos"], ix["e_row"], ix["e_rowc"]
-    d_out = d_out.index_select(0, ix["out_inv"]).view(m, n_d, n_b, hid)
+    k_at, n_act, s_len, s_dirs, e_dirs = ix["k_at"], ix["n_act"], ix["s_len"], ix["s_dirs"], ix["e_dirs"]
+    e_pos_s, e_row_s, e_rowc_s, sb_s = ix["e_pos_s"], ix["e_row_s"], ix["e_rowc_s"], ix["sb_s"]
+    d_outs = d_out.index_select(0, ix["out_inv"]).view(m, n_d, n_b, hid).unbind(0)
     dxg = out.new_empty(m, n_d, n_b, h3)  # rows running at j are written at step j; the others are never read
     dxl = out.new_zeros(m, n, hid)
     dwa = torch.empty_like(wa)  # grads of the word pre-activations, start order
@@ -314,66 +349,78 @@ def _lattice_fn_backward(ctx: Any, d_out: Any) -> tuple:
     dcw = out.new_empty(lgs.shape)
     duc = torch.zeros_like(uc)
     dwh = torch.zeros_like(wh)
-    wh_t, uc_t, vh_t = wh.transpose(1, 2), uc.transpose(1, 2), vh.transpose(1, 2)
+    one = out.new_ones(())
+    wh_t, uc_t, vh_t = wh.transpose(1, 2), uc.transpose(1, 2).unbind(0), vh.transpose(1, 2).unbind(0)
     dh_all = out.new_zeros(n_d, n_b, hid)  # carried grads of h_j, c_j; rows not yet running stay 0
     dc_all = out.new_zeros(n_d, n_b, hid)
+    dh_flat, dc_flat = dh_all.view(n, hid), dc_all.view(n, hid)
+    dxgs, dxls, outs = dxg.unbind(0), dxl.unbind(0), out.unbind(0)
+    csf, sels, dus = cs.view(m + 1, n, hid).unbind(0), ix["self"].unbind(0), duc.unbind(0)
+    e_len = ix["e_len"]
+    lgs_s, dcw_s = lgs.split(e_len), dcw.split(e_len)
+    wa_s, dwa_s, dcells_s, dhw_s = wa.split(s_len), dwa.split(s_len), dcells.split(s_len), dhw.split(s_len)
     for j in range(m - 1, -1, -1):
         nb = n_act[j]
-        dh = dh_all[:, :nb]
-        dh += d_out[j, :, :nb]
-        a, z_ = s_ptr[j * n_d], s_ptr[j * n_d + n_d]
-        if z_ > a:  # word cells starting at j: their grads are complete (their ends came later)
-            rows = sb[a:z_]
-            ga, dga, dcell = wa[a:z_], dwa[a:z_], dcells[a:z_]
-            f, iw, tw = ga[:, :hid], ga[:, hid : 2 * hid], ga[:, 2 * hid :]
-            torch.mul(dcell, cs[j + 1].view(n, hid).index_select(0, rows), out=dga[:, :hid])
-            torch.mul(dcell, tw, out=dga[:, hid : 2 * hid])
+        full = nb == n_b
+        dh, dcj = (dh_all, dc_all) if full else (dh_all[:, :nb], dc_all[:, :nb])
+        dh += d_outs[j] if full else d_outs[j][:, :nb]
+        if s_len[j]:  # word cells starting at j: their grads are complete (their ends came later)
+            rows = sb_s[j]
+            ga, dga, dcell = wa_s[j], dwa_s[j], dcells_s[j]
+            f, iw, tw = ga.split(hid, 1)
+            dgf, dgi, dgc = dga.split(hid, 1)
+            torch.mul(dcell, csf[j + 1].index_select(0, rows), out=dgf)
+            torch.mul(dcell, tw, out=dgi)
             sg = ga[:, : 2 * hid]
             dga[:, : 2 * hid] *= torch.addcmul(sg, sg, sg, value=-1)  # σ' = σ - σ²
-            torch.mul(dcell * iw, torch.rsub(tw * tw, 1), out=dga[:, 2 * hid :])
-            dc_all.view(n, hid).index_add_(0, rows, dcell * f)
-            for d in range(n_d):
-                lo, hi = s_ptr[j * n_d + d], s_ptr[j * n_d + d + 1]
-                if hi > lo:
-                    torch.mm(dwa[lo:hi], vh_t[d], out=dhw[lo:hi])
-            dh_all.view(n, hid).index_add_(0, rows, dhw[a:z_])
-        g, tc, dg = acts[j], tcs[j], dxg[j, :, :nb]
-        i, o, ch = g[..., :hid], g[..., hid : 2 * hid], g[..., 2 * hid :]
-        torch.mul(dh * tc, torch.addcmul(o, o, o, value=-1), out=dg[..., hid : 2 * hid])
-        dc = torch.addcmul(dc_all[:, :nb], dh * o, torch.rsub(tc * tc, 1))
-        cp = cs[j, :, :nb]
+            torch.mul(dcell * iw, torch.addcmul(one, tw, tw, value=-1), out=dgc)
+            dc_flat.index_add_(0, rows, dcell * f)
+            for d, lo, hi in s_dirs[j]:
+                torch.mm(dwa[lo:hi], vh_t[d], out=dhw[lo:hi])
+            dh_flat.index_add_(0, rows, dhw_s[j])
+        g, tc, dcp = acts[j], tcs[j], dcps[j]
+        dg = dxgs[j] if full else dxgs[j][:, :nb]
+        i, o, ch = g.split(hid, 2)
+        dgi, dgo, dgc = dg.split(hid, 2)
+        sio = g[..., : 2 * hid]
+        sd_i, sd_o = torch.addcmul(sio, sio, sio, value=-1).split(hid, 2)  # σ' of i and o
+        torch.mul(dh * tc, sd_o, out=dgo)
+        dc = torch.addcmul(dcj, dh * o, torch.addcmul(one, tc, tc, value=-1))
         if k_at[j]:
-            a, z_ = e_ptr[j * n_d], e_ptr[j * n_d + n_d]
-            rowc = e_rowc[a:z_]
+            rowc = e_rowc_s[j]
             cw, el, ei, z, merged = merges[j]
-            lg = lgs[a:z_]
-            self_ = ix["self"][j, :, :nb]
+            lg = lgs_s[j]
+            self_ = sels[j] if full else sels[j][:, :nb]
             r = dc * self_ / z.view(n_d, nb, hid)
-            dcc = dc - dc * self_
+            dcc = torch.addcmul(dc, dc, self_, value=-1)
             mv = merged.view(n_d, nb, hid)
             er0 = ei * r  # grad of the merge's slot 0 (ĉ with weight e^i / Z)
-            di = torch.addcmul(dcc * (ch - cp), er0, ch - mv)
+            di = torch.addcmul(dcc * dcp, er0, ch - mv)
             dch = torch.addcmul(er0, dcc, i)
             er = el * r.view(-1, hid).index_select(0, rowc)
             dz = er * (cw - merged.index_select(0, rowc)) * torch.addcmul(lg, lg, lg, value=-1)
-            dv = dcw[a:z_]
-            for d in range(n_d):
-                lo, hi = e_ptr[j * n_d + d] - a, e_ptr[j * n_d + d + 1] - a
-                if hi > lo:
-                    torch.addmm(er[lo:hi], dz[lo:hi], uc_t[d], out=dv[lo:hi])
-                    duc[d].addmm_(cw[lo:hi].t(), dz[lo:hi])
-            dcells.index_copy_(0, e_pos[a:z_], dv)  # each word ends once
-            dxl[j].index_add_(0, e_row[a:z_], dz)
-            torch.addcmul(dcc, dcc, i, value=-1, out=dc_all[:, :nb])  # (1 - i) ⊙ dc on the coupled rows
+            sizes = e_dirs[j]
+            for d, (er_d, dz_d, dv_d, cw_d) in enumerate(
+                zip(er.split(sizes), dz.split(sizes), dcw_s[j].split(sizes), cw.split(sizes))
+            ):
+                if sizes[d]:
+                    torch.addmm(er_d, dz_d, uc_t[d], out=dv_d)
+                    dus[d].addmm_(cw_d.t(), dz_d)
+            dcells.index_copy_(0, e_pos_s[j], dcw_s[j])  # each word ends once
+            dxls[j].index_add_(0, e_row_s[j], dz)
+            torch.addcmul(dcc, dcc, i, value=-1, out=dcj)  # (1 - i) ⊙ dc on the coupled rows
         else:
-            di = dc * (ch - cp)
+            di = dc * dcp
             dch = dc * i
-            torch.addcmul(dc, dc, i, value=-1, out=dc_all[:, :nb])
-        torch.mul(di, torch.addcmul(i, i, i, value=-1), out=dg[..., :hid])
-        torch.mul(dch, torch.rsub(ch * ch, 1), out=dg[..., 2 * hid :])
-        dh_all[:, :nb] = torch.bmm(dg, wh_t)
+            torch.addcmul(dc, dc, i, value=-1, out=dcj)
+        torch.mul(di, sd_i, out=dgi)
+        torch.mul(dch, torch.addcmul(one, ch, ch, value=-1), out=dgc)
+        if full:
+            torch.bmm(dg, wh_t, out=dh_all)
+        else:
+            dh_all[:, :nb] = torch.bmm(dg, wh_t)
         if j:
-            dwh.baddbmm_(out[j - 1, :, :nb].transpose(1, 2), dg)
+            dwh.baddbmm_((outs[j - 1] if full else outs[j - 1][:, :nb]).transpose(1, 2), dg)
     dvh = torch.zeros_like(vh)
     hw = out.view(m * n, hid).index_select(0, ix["h_at"])
     dwd = dwa.index_select(0, ix["by_dir"])
