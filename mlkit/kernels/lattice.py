@@ -182,14 +182,11 @@ def _core_index(plan: dict, n_d: int, flips: tuple[bool, ...], shared: bool, dty
     # per-step views and Python ranges, built once per plan (one split call each instead of slicing in the loops)
     e_len = np.diff(np.asarray(e_ptr)[::n_d]).tolist()  # words ending at step j (both directions)
     s_len = np.diff(np.asarray(s_ptr)[::n_d]).tolist()  # words starting at step j
-    e_dirs = [np.diff(e_ptr[j * n_d : j * n_d + n_d + 1]).tolist() for j in range(m)]
+    e_dirs = np.diff(e_ptr).reshape(m, n_d).tolist()  # words ending at step j, per direction
+    s_lo = np.asarray(s_ptr[:-1]).reshape(m, n_d).tolist()
+    s_hi = np.asarray(s_ptr[1:]).reshape(m, n_d).tolist()
     s_dirs = [
-        [
-            (d, s_ptr[j * n_d + d], s_ptr[j * n_d + d + 1])
-            for d in range(n_d)
-            if s_ptr[j * n_d + d + 1] > s_ptr[j * n_d + d]
-        ]
-        for j in range(m)
+        [(d, lo, hi) for d, (lo, hi) in enumerate(zip(los, his)) if hi > lo] for los, his in zip(s_lo, s_hi)
     ]
 
     def inv(a: np.ndarray) -> np.ndarray:
@@ -256,7 +253,7 @@ def _lattice_fn_forward(ctx: Any, pg: Any, pl: Any, pw: Any, wh: Any, uc: Any, v
     )  # per step, running rows only: i, o, ĉ after their nonlinearities; tanh(c_j); ĉ - c_{j-1}
     cs = xg.new_empty(m + 1, n_d, n_b, hid)  # cs[j + 1] = c_j (rows running at j only), cs[0] = c_{-1} = 0
     cs[0] = 0
-    out = xg.new_empty(m, n_d, n_b, hid)
+    out = xg.new_zeros(m, n_d, n_b, hid)  # rows past a sentence's end stay 0
     wgs = pw.index_select(0, ix["w_at"])  # word input projections, start order
     wa = torch.empty_like(wgs)  # word gates f, i, ĉ after their nonlinearities, start order
     cells = xg.new_empty(wgs.shape[0], hid)  # word cells, start order
@@ -311,7 +308,6 @@ def _lattice_fn_forward(ctx: Any, pg: Any, pl: Any, pw: Any, wh: Any, uc: Any, v
             torch.mul(o, tc, out=h)
         else:
             torch.mul(o, tc, out=h[:, :nb])
-            h[:, nb:] = 0
         if s_len[j]:
             rows = sb_s[j]
             hw = outf[j].index_select(0, rows)
