@@ -274,3 +274,13 @@ def test_bad_layout_exits_3(tmp_path, runs_dir):
         main(["gbp", "train", "--project", str(runs_dir), "--estimator", "push", "--weights", "heat", *TINY])
         == 2
     )
+
+
+def test_auto_estimator_falls_back_to_exact_when_walks_would_not_fit_in_ram():
+    """4e5 targets x 1,000 walks x 43 PPR levels on a 1e7-node graph: exact, not bidirectional (it ran out of 24 GB)."""
+    from mlkit.tasks.gbp.precompute import resolve_estimator
+
+    prop = {"estimator": "auto", "weights": "ppr", "rmax": 1e-4, "walks": 1000, "_features": 16}
+    assert resolve_estimator(prop, 10**7, 4 * 10**5, 43, 13 * 10**7) == "exact"
+    assert resolve_estimator(prop, 10**5, 40, 4, 13 * 10**5) == "bidirectional"
+    assert resolve_estimator(prop, 10**5, 10**5, 4, 13 * 10**5) == "exact"

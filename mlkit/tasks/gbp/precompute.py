@@ -90,6 +90,16 @@ def weights_of(prop: dict[str, Any]) -> np.ndarray:
     )
 
 
+def _ram_bytes() -> float:
+    """Physical memory of this machine (bytes); 16 GiB when the OS does not say."""
+    import os
+
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 16.0 * 2**30
+
+
 def resolve_estimator(
     prop: dict[str, Any],
     num_nodes: int,
@@ -102,7 +112,11 @@ def resolve_estimator(
     The model (per feature column, in entry visits): exact = L nnz; bidirectional gathers level l+1 only on
     the targets' (L-l-1)-hop ball, about min(nnz, |S| d^(l+1)) entries per level, at most L d / r_max pushed
     entries in all, in float64 (x2), plus |S| n_r L walk steps. With many levels the ball covers the graph
-    and exact SpMM wins; with few levels or few targets the bidirectional estimator does."""
+    and exact SpMM wins; with few levels or few targets the bidirectional estimator does.
+
+    Memory guard: the walks' per-level visit lists (about 16 bytes per walk step, |S| n_r L steps) must fit in a
+    quarter of the machine's RAM, else exact (whose working set is a few n x F arrays). Without it, 4e5 targets
+    with the default PPR levels (L = 43) on a 1e7-node graph picked bidirectional and ran out of 24 GB."""
     est = prop["estimator"]
     if est not in ESTIMATORS:
         raise UsageError(
@@ -120,6 +134,9 @@ def resolve_estimator(
         return "exact"
     if levels is None or num_entries is None or levels <= 0:
         return "bidirectional"
+    walk_steps = float(num_targets) * float(prop.get("walks", 1000)) * levels
+    if 16.0 * walk_steps > 0.25 * _ram_bytes():
+        return "exact"
     nnz = max(float(num_entries), 1.0)
     d = nnz / max(num_nodes, 1)
     ball = sum(min(nnz, num_targets * d ** (k + 1)) for k in range(levels))
