@@ -47,62 +47,16 @@ def test_train_eval_predict_default(runs_dir, capsys, tmp_path):
     inp = tmp_path / "ids.txt"
     inp.write_text("0\n5\n239\n")
     outp = tmp_path / "pred.jsonl"
-    rc = main(
-        [
-            "framelet",
-            "predict",
-            "--project",
-            str(runs_dir),
-            "--device",
-            "cpu",
-            "--quiet",
-            "--input",
-            str(inp),
-            "--output",
-            str(outp),
-        ]
-    )
+    predict = ["framelet", "predict", "--project", str(runs_dir), "--device", "cpu", "--quiet",
+               "--input", str(inp), "--output", str(outp)]  # fmt: skip
+    rc = main(predict)
     rows = [json.loads(line) for line in outp.read_text().splitlines()]
     assert rc == 0 and [r["node"] for r in rows] == [0, 5, 239]
     assert all(abs(sum(r["prob"]) - 1) < 1e-4 and r["pred"] == int(np.argmax(r["prob"])) for r in rows)
     inp.write_text("0\n240\n")
-    assert (
-        main(
-            [
-                "framelet",
-                "predict",
-                "--project",
-                str(runs_dir),
-                "--device",
-                "cpu",
-                "--quiet",
-                "--input",
-                str(inp),
-                "--output",
-                str(outp),
-            ]
-        )
-        == 3
-    )
+    assert main(predict) == 3
     inp.write_text("zero\n")
-    assert (
-        main(
-            [
-                "framelet",
-                "predict",
-                "--project",
-                str(runs_dir),
-                "--device",
-                "cpu",
-                "--quiet",
-                "--input",
-                str(inp),
-                "--output",
-                str(outp),
-            ]
-        )
-        == 3
-    )
+    assert main(predict) == 3
 
 
 @pytest.mark.parametrize(
