@@ -34,8 +34,14 @@ def test_degree_features_and_round_trip(tmp_path):
     _write_toy(tmp_path)
     for extra in ("node_labels", "node_attributes"):
         (tmp_path / f"TOY_{extra}.txt").unlink()
-    ds = load_tu(tmp_path)
+    ds = load_tu(tmp_path, degree_feature="raw")
     np.testing.assert_array_equal(ds.graphs[1].features[:, 0], [1, 1, 0])
+    # default: the degree standardised over all nodes of the set (degrees 2, 2, 2, 1, 1, 0)
+    norm = np.concatenate([g.features[:, 0] for g in load_tu(tmp_path).graphs])
+    deg = np.array([2, 2, 2, 1, 1, 0.0])
+    np.testing.assert_allclose(norm, (deg - deg.mean()) / deg.std(), rtol=1e-6)
+    with pytest.raises(ValueError):
+        load_tu(tmp_path, degree_feature="onehot")
     out = tmp_path / "copy"
     write_tu(out, "COPY", ds.graphs, ds.targets)
     back = load_tu(out, node_attributes=True)

@@ -175,7 +175,9 @@ def load_graphs(cfg: dict[str, Any]) -> GraphSet:
             str(path),
             "Expected layout: NAME_A.txt, NAME_graph_indicator.txt, NAME_graph_labels.txt.",
         )
-    ds = load_tu(path, cfg.get("name"), bool(cfg["graph"]["node_attributes"]))
+    ds = load_tu(
+        path, cfg.get("name"), bool(cfg["graph"]["node_attributes"]), str(cfg["graph"].get("degree_feature", "normalized"))
+    )
     if cfg["noise"]["feature"] > 0:
         rng = np.random.default_rng(int(cfg["noise"]["seed"]))
         for g in ds.graphs:

@@ -130,8 +130,8 @@ def two_class_graphs(
     class 1: the two groups as two loosely connected communities (Erdos-Renyi inside each, joined by `bridges`
              random edges), so the degree signal is piecewise constant (low-frequency).
     Edge probabilities are capped at 1 (the high-degree community of the smallest graphs). Node feature =
-    degree + N(0, noise^2) (written as TU node attributes; the TU loader's default, like PyG's, uses the exact
-    degree). Node order is shuffled."""
+    degree + N(0, noise^2) (written as TU node attributes; the TU loader's default, like PyG's, ignores them and
+    uses the exact degree, standardised over the set). Node order is shuffled."""
     rng = np.random.default_rng(seed)
     graphs, labels = [], []
     for i in range(count):
