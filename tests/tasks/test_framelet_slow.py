@@ -56,8 +56,31 @@ def synth_dir(tmp_path_factory) -> Path:
     return out
 
 
-def test_shrinkage_degrades_less_under_feature_noise(runs_dir, capsys, synth_dir):
-    """8.3a: homophilous CSBM, feature noise eta in {0, 1, 2} sigma_x: UFG-S loses less accuracy than UFG-R."""
+@pytest.fixture(scope="module")
+def weak_dir(tmp_path_factory) -> Path:
+    """CSBM with class means at mu = 0.5: at mu = 1 every model sits at 0.996-0.998 for every eta (no signal)."""
+    from mlkit.tasks.framelet.cli import synth
+
+    out = tmp_path_factory.mktemp("framelet-weak")
+    synth(
+        out=out,
+        nodes=3000,
+        classes=4,
+        features=200,
+        degree=10.0,
+        mu=0.5,
+        noise=[1.0, 2.0],
+        rewire=[],
+        graphs=2,
+        seed=0,
+    )
+    return out
+
+
+def test_shrinkage_degrades_less_under_feature_noise(runs_dir, capsys, weak_dir):
+    """8.3a: homophilous CSBM (mu 0.5), feature noise eta in {0, 1, 2} sigma_x, 5 reps: UFG-S loses less accuracy
+    than UFG-R as eta grows. Measured: UFG-R 0.997 / 0.988 / 0.883, UFG-S 0.997 / 0.990 / 0.908 (rep std <= 0.02).
+    At eta = 1 both lose < 0.01, so that step allows rep noise (0.005); at eta = 2 the claim is asserted strictly."""
     acc = {}
     for arch in ("ufg-r", "ufg-s"):
         for eta, folder in (
@@ -66,11 +89,13 @@ def test_shrinkage_degrades_less_under_feature_noise(runs_dir, capsys, synth_dir
             (2, "homophilous-feature-noise-2"),
         ):
             acc[arch, eta] = _metrics(
-                runs_dir, capsys, "--data", str(synth_dir / folder), "--arch", arch, "--reps", "3"
+                runs_dir, capsys, "--data", str(weak_dir / folder), "--arch", arch, "--reps", "5"
             )["test/acc"]
     print(acc)
-    for eta in (1, 2):
-        assert acc["ufg-r", 0] - acc["ufg-r", eta] >= acc["ufg-s", 0] - acc["ufg-s", eta], acc
+    drop = {(a, eta): acc[a, 0] - acc[a, eta] for a in ("ufg-r", "ufg-s") for eta in (1, 2)}
+    assert drop["ufg-s", 1] <= drop["ufg-r", 1] + 0.005, acc
+    assert drop["ufg-s", 2] < drop["ufg-r", 2], acc
+    assert drop["ufg-r", 2] > 0.05, acc  # the noise must hurt, or the comparison says nothing
 
 
 def test_ufg_beats_gcn_on_heterophilous(runs_dir, capsys, synth_dir):
