@@ -52,7 +52,9 @@ def select_device(spec: str, dist: Dist | None = None) -> str:
         return "cpu"
     if spec.startswith("cuda"):
         if not has_cuda:
-            raise UsageError(f"device '{spec}' asked for, but CUDA is not available", None, "Use --device cpu.")
+            raise UsageError(
+                f"device '{spec}' asked for, but CUDA is not available", None, "Use --device cpu."
+            )
         if spec == "cuda":
             index = dist.local_rank if dist and dist.enabled else 0
         else:
@@ -62,7 +64,9 @@ def select_device(spec: str, dist: Dist | None = None) -> str:
                 raise UsageError(f"bad device '{spec}'", None, "Use auto, cpu, cuda or cuda:N.") from None
         if index >= torch.cuda.device_count():
             raise UsageError(
-                f"device cuda:{index} does not exist ({torch.cuda.device_count()} visible)", None, "Pick another N."
+                f"device cuda:{index} does not exist ({torch.cuda.device_count()} visible)",
+                None,
+                "Pick another N.",
             )
         return f"cuda:{index}"
     raise UsageError(f"bad device '{spec}'", None, "Use auto, cpu, cuda or cuda:N.")
@@ -204,3 +208,38 @@ def close_distributed() -> None:
             tdist.destroy_process_group()
     except Exception:  # noqa: BLE001 - teardown must never mask the real error
         pass
+
+
+_MALLOC_TUNED = False
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the OS (no-op elsewhere).
+
+    A batched recurrence allocates and frees the same few 1-30 MB buffers every step; by default glibc maps each
+    one fresh (mmap above its dynamic threshold) or trims the heap after it, so every batch pays the page faults
+    again, and on a VM that reports freed pages to its host (Firecracker here) two threads faulting at once cost
+    ~10x one. Allocations up to 32 MB (glibc's ceiling) come from the heap and the heap is not trimmed; bigger
+    ones are still mapped and unmapped as before, so the peak resident size does not grow. This is the
+    setting Intel's PyTorch CPU tuning guide reaches with MALLOC_* variables or jemalloc. Set MLKIT_MALLOC=default
+    to leave malloc alone. Returns whether the settings were applied.
+    """
+    global _MALLOC_TUNED
+    if (
+        _MALLOC_TUNED
+        or os.environ.get("MLKIT_MALLOC", "") == "default"
+        or not sys.platform.startswith("linux")
+    ):
+        return _MALLOC_TUNED
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl or another libc: nothing to tune
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = mallopt(m_mmap_threshold, 32 * 1024 * 1024) == 1 and mallopt(m_trim_threshold, 2**31 - 1) == 1
+    _MALLOC_TUNED = ok
+    return ok

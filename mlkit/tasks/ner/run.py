@@ -14,7 +14,7 @@ import torch
 
 from mlkit.core.errors import DataError, UsageError
 from mlkit.core.metrics import span_prf, spans_from_tags
-from mlkit.core.runtime import Ctx
+from mlkit.core.runtime import Ctx, keep_freed_memory
 from mlkit.core.trainer import EpochLoop
 from mlkit.tasks.ner.data import (
     chunk_bounds,
@@ -64,9 +64,10 @@ def data_root(cfg: dict, ctx: Ctx) -> Path:
 
 
 def check_cfg(cfg: dict) -> None:
-    """Refuse unknown choices (exit 2); apply the CPU thread setting."""
+    """Refuse unknown choices (exit 2); apply the CPU thread setting and keep freed buffers (see runtime)."""
     if cfg["threads"] > 0:
         torch.set_num_threads(cfg["threads"])
+    keep_freed_memory()
     if cfg["arch"] not in ARCHS:
         raise UsageError(f"unknown arch '{cfg['arch']}'", None, f"Use one of: {', '.join(ARCHS)}.")
     if cfg["optimizer"] not in ("sgd", "adam"):
@@ -137,7 +138,9 @@ def score(
         model, vocab, [c for c, _ in data], cfg["max_len"], cfg["predict"]["batch_size"], device
     )
     gold = [t for _, t in data]
-    m = span_prf(gold, pred, "bmes", strict=True)  # spec §2.9 [ours]: dangling or mixed-type spans do not count
+    m = span_prf(
+        gold, pred, "bmes", strict=True
+    )  # spec §2.9 [ours]: dangling or mixed-type spans do not count
     n_tok = sum(len(g) for g in gold)
     m["token_accuracy"] = sum(a == b for g, p in zip(gold, pred) for a, b in zip(g, p)) / max(n_tok, 1)
     return {f"{prefix}/{k}": float(v) for k, v in m.items()}
