@@ -296,7 +296,8 @@ def _lattice_fn_forward(ctx: Any, pg: Any, pl: Any, pw: Any, wh: Any, uc: Any, v
                     lg_d.addmm_(cw_d, ucs[d])
             lg.sigmoid_()
             el = lg.exp()  # exp of values in (0, 1): the element-wise softmax needs no max shift
-            ei = i.exp()
+            # exp of the strided gate view is ~5x slower on 2 threads than a contiguous copy's exp
+            ei = i.clone(memory_format=torch.contiguous_format).exp_()
             z = ei.view(-1, hid).index_add(0, rowc, el)
             merged = (ei * ch).view(-1, hid).index_add_(0, rowc, el * cw).div_(z)
             torch.where(sels[j] if nb == n_b else sels[j][:, :nb], merged.view(n_d, nb, hid), c, out=c)
