@@ -179,6 +179,31 @@ def _crf_nll_backward(ctx: Any, grad: Any) -> tuple:
     return d_emis, None, None, d_trans
 
 
+def _cpu_ok(trans: Any) -> bool:
+    from mlkit.kernels.crf_cpu import spread_ok
+
+    return spread_ok(trans.detach().numpy())
+
+
+def _crf_nll_forward_cpu(ctx: Any, emis: Any, tags: Any, lengths: Any, trans: Any) -> Any:
+    """CPU: the Numba forward-backward (`crf_cpu`) computes the NLL and, when a gradient is wanted, its
+    per-sentence gradients at once; backward only scales them by the incoming gradient."""
+    import numba
+    import torch
+
+    from mlkit.kernels.crf_cpu import crf_nll_grad
+
+    want = bool(ctx.needs_input_grad[0] or ctx.needs_input_grad[3])
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    nll, d_emis, d_trans = crf_nll_grad(
+        emis.detach().numpy(), tags.numpy(), lengths.numpy(), trans.detach().numpy(), want
+    )
+    ctx.cpu = (
+        (torch.from_numpy(d_emis).to(emis.dtype), torch.from_numpy(d_trans).to(trans.dtype)) if want else None
+    )
+    return torch.from_numpy(nll).to(emis.dtype)
+
+
 @functools.cache
 def _crf_nll_fn() -> Any:
     """`torch.autograd.Function` of the CRF negative log-likelihood (built on first use: torch is lazy)."""
@@ -189,11 +214,18 @@ def _crf_nll_fn() -> Any:
         @staticmethod
         def forward(ctx, emis, tags, lengths, trans):
             with torch.no_grad():
+                if emis.device.type == "cpu" and _cpu_ok(trans):
+                    return _crf_nll_forward_cpu(ctx, emis, tags, lengths, trans)
+                ctx.cpu = None
                 return _crf_nll_forward(ctx, emis, tags, lengths, trans)
 
         @staticmethod
         @once_differentiable
         def backward(ctx, grad):
+            if ctx.cpu is not None:
+                d_emis, d_parts = ctx.cpu
+                g = grad.to(d_emis.dtype)
+                return d_emis * g[:, None, None], None, None, torch.tensordot(g, d_parts, 1).to(d_parts.dtype)
             return _crf_nll_backward(ctx, grad)
 
     return _CRFNLL
@@ -204,7 +236,9 @@ def crf_nll_torch(emis: Any, tags: Any, lengths: Any, trans: Any) -> Any:
 
     Forward algorithm under no_grad; the backward runs the backward algorithm and returns node marginals minus
     the gold one-hots (emissions) and pair marginals minus the gold transition counts (A, START and STOP
-    included), times the incoming gradient. Same values and gradients as `crf_nll_autograd`; any device.
+    included), times the incoming gradient. Same values and gradients as `crf_nll_autograd`; any device. On CPU
+    the Numba forward-backward of `crf_cpu` does both passes in one compiled call (torch loop on CUDA, and on
+    CPU when the transitions' spread exceeds `crf_cpu.MAX_SPREAD`).
     """
     return _crf_nll_fn().apply(emis, tags, lengths, trans)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mlkit.kernels import crf as crf_mod
 from mlkit.kernels.crf import (
     _path_score,
     crf_gold_score_torch,
@@ -96,10 +99,12 @@ def _nll_grads(fn, emis, tags, lengths, trans, seed):
     b=st.integers(1, 4),
     m=st.integers(1, 7),
     t=st.integers(1, 6),
-    spread=st.sampled_from([1.0, 30.0]),  # 30: transitions too spread for the matmul step (logsumexp path)
+    spread=st.sampled_from([1.0, 30.0, 400.0]),  # 30, 400: too spread for the torch matmul step (logsumexp)
+    numba_cpu=st.booleans(),  # the Numba forward-backward (CPU default) or the torch loop (CUDA's) on CPU
 )
-def test_crf_nll_function_equals_autograd_reference(seed, b, m, t, spread):
-    """The hand-written backward (marginals - gold) gives the autograd reference's loss and gradients."""
+def test_crf_nll_function_equals_autograd_reference(seed, b, m, t, spread, numba_cpu):
+    """The hand-written backward (marginals - gold) gives the autograd reference's loss and gradients, on both
+    CPU paths."""
     emis, trans, lengths = _case(seed, b, m, t)
     trans = trans * spread
     lengths[seed % b] = 1  # always one length-1 sentence
@@ -109,10 +114,36 @@ def test_crf_nll_function_equals_autograd_reference(seed, b, m, t, spread):
     )  # large junk in the padding must not leak
     tags = torch.tensor(rng.integers(0, t, size=(b, m)))
     args = (torch.tensor(emis), tags, torch.tensor(lengths), torch.tensor(trans))
-    got = _nll_grads(crf_nll_torch, *args, seed)
+    real = crf_mod._cpu_ok
+    with mock.patch.object(crf_mod, "_cpu_ok", lambda tr: numba_cpu and real(tr)):
+        got = _nll_grads(crf_nll_torch, *args, seed)
     want = _nll_grads(crf_nll_autograd, *args, seed)
     for g, w in zip(got, want, strict=True):
-        assert (g - w).abs().max().item() < 1e-9
+        assert (g - w).abs().max().item() < 1e-9 * max(1.0, w.abs().max().item())
+
+
+def test_crf_numba_falls_back_beyond_its_spread():
+    emis, trans, lengths = _case(3, 2, 4, 3)
+    trans[0, 1] = (
+        1000.0  # spread > crf_cpu.MAX_SPREAD: the scaled recursion would underflow; torch loop instead
+    )
+    e, tr = torch.tensor(emis, requires_grad=True), torch.tensor(trans, requires_grad=True)
+    tags = torch.zeros(2, 4, dtype=torch.int64)
+    assert not crf_mod._cpu_ok(tr)
+    got = crf_nll_torch(e, tags, torch.tensor(lengths), tr)
+    want = crf_nll_autograd(e, tags, torch.tensor(lengths), tr)
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-9)
+
+
+def test_crf_numba_no_grad_and_float32():
+    emis, trans, lengths = _case(5, 3, 6, 4)
+    tags = torch.tensor(np.random.default_rng(0).integers(0, 4, size=(3, 6)))
+    e32, tr32 = torch.tensor(emis, dtype=torch.float32), torch.tensor(trans, dtype=torch.float32)
+    with torch.no_grad():
+        nll = crf_nll_torch(e32, tags, torch.tensor(lengths), tr32)
+    assert nll.dtype == torch.float32
+    want = crf_nll_autograd(torch.tensor(emis), tags, torch.tensor(lengths), torch.tensor(trans))
+    assert torch.allclose(nll.double(), want, rtol=1e-5, atol=1e-4)
 
 
 def test_crf_nll_matches_enumeration_and_gradcheck():
