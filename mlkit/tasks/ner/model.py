@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlkit.kernels.crf import crf_nll_torch, viterbi
+from mlkit.kernels.crf import crf_nll_autograd, crf_nll_torch, viterbi
 from mlkit.kernels.lattice import lattice
 from mlkit.kernels.lattice_ref import lattice_sentence_torch
 
@@ -63,7 +63,9 @@ class NERModel(nn.Module):
     ) -> None:
         super().__init__()
         self.arch = arch
-        self.per_sentence = False  # original-style lattice loop (benchmarks / reference)
+        self.per_sentence = (
+            False  # original-style training: per-sentence lattice loop, autograd CRF (benchmarks)
+        )
         init = init or {}
         self.char_emb = self._emb("char", sizes["chars"], mcfg["char_dim"], init)
         dim = self.char_emb.embedding_dim
@@ -178,8 +180,12 @@ class NERModel(nn.Module):
         return torch.stack(rows)
 
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        """CRF negative log-likelihood per sentence (summed over its tokens, spec §2.5) -> [B]."""
-        return crf_nll_torch(self.emissions(batch), batch["tags"], batch["lengths"], self.transitions)
+        """CRF negative log-likelihood per sentence (summed over its tokens, spec §2.5) -> [B].
+
+        The per-sentence (original-style) model differentiates the forward algorithm by autograd, as the
+        original does; the batched model uses the hand-written forward-backward kernels. Same values."""
+        nll = crf_nll_autograd if self.per_sentence else crf_nll_torch
+        return nll(self.emissions(batch), batch["tags"], batch["lengths"], self.transitions)
 
     @torch.no_grad()
     def decode(self, batch: dict[str, Any]) -> list[list[int]]:
