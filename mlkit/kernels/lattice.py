@@ -436,15 +436,21 @@ def _lattice_fn() -> Any:
     import torch
     from torch.autograd.function import once_differentiable
 
+    from mlkit.kernels import lattice_cpu
+
     class _LatticeFn(torch.autograd.Function):
         @staticmethod
         def forward(ctx, pg, pl, pw, wh, uc, vh, ix):
             with torch.no_grad():
+                if lattice_cpu.enabled(pg):
+                    return lattice_cpu.fn_forward(ctx, pg, pl, pw, wh, uc, vh, ix)
                 return _lattice_fn_forward(ctx, pg, pl, pw, wh, uc, vh, ix)
 
         @staticmethod
         @once_differentiable
         def backward(ctx, d_out):
+            if ctx.state[0] == "cpu":
+                return lattice_cpu.fn_backward(ctx, d_out)
             return _lattice_fn_backward(ctx, d_out)
 
     return _LatticeFn

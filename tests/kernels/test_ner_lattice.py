@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -220,11 +223,18 @@ def _core_grads(core, x, xw, plan, p, mask, seed):
     n_d=st.sampled_from([1, 2]),
     hid=st.integers(1, 5),
     dtype=st.sampled_from([torch.float64, torch.float32]),
+    path=st.sampled_from(["numba", "torch", "numba-1-thread"]),
 )
-def test_core_function_equals_autograd_reference(seed, lengths, density, n_d, hid, dtype):
-    """The hand-written backward of `_lattice_core` gives the autograd reference's outputs and gradients."""
+def test_core_function_equals_autograd_reference(seed, lengths, density, n_d, hid, dtype, path):
+    """The hand-written backward of `_lattice_core` gives the autograd reference's outputs and gradients, on the
+    compiled CPU loops (two threads or one) and on the torch loop (CUDA's, run here on CPU)."""
     case = _core_case(seed, lengths, density, n_d, hid, dtype)
-    got = _core_grads(_lattice_core, *case, seed)
+    env = {
+        "MLKIT_LATTICE": "torch" if path == "torch" else "",
+        "MLKIT_LATTICE_THREADS": "1" if path == "numba-1-thread" else "2",
+    }
+    with mock.patch.dict(os.environ, env):
+        got = _core_grads(_lattice_core, *case, seed)
     want = _core_grads(_lattice_core_autograd, *case, seed)
     tol = 1e-8 if dtype == torch.float64 else 1e-5
     for g, w in zip(got, want, strict=True):
@@ -234,7 +244,9 @@ def test_core_function_equals_autograd_reference(seed, lengths, density, n_d, hi
         assert (g - w).abs().max().item() < tol * scale
 
 
-def test_core_function_gradcheck():
+@pytest.mark.parametrize("path", ["", "torch"])
+def test_core_function_gradcheck(path, monkeypatch):
+    monkeypatch.setenv("MLKIT_LATTICE", path)
     x, xw, plan, p, mask = _core_case(5, [4, 2, 3], 1.5, 2, 2, torch.float64)
     assert len(plan["by_start"]) > 3
     names = list(KEYS)
