@@ -103,32 +103,9 @@ def _forward_dir(
 
 
 @njit(cache=True, parallel=True)
-def _forward_par(
-    xg, xl, wgs, wh, uc, vh, n_act, s_ptr, sb, e_ptr, e_pos, e_row, acts, cs, tcs, out, wa, cells, lgs
-):  # pragma: no cover - compiled
-    for d in prange(xg.shape[1]):
-        _forward_dir(
-            d,
-            xg,
-            xl,
-            wgs,
-            wh,
-            uc,
-            vh,
-            n_act,
-            s_ptr,
-            sb,
-            e_ptr,
-            e_pos,
-            e_row,
-            acts,
-            cs,
-            tcs,
-            out,
-            wa,
-            cells,
-            lgs,
-        )
+def _forward_par(args):  # pragma: no cover - compiled
+    for d in prange(args[0].shape[1]):
+        _forward_dir(d, *args)
 
 
 def lattice_forward_cpu(*args) -> None:
@@ -137,7 +114,7 @@ def lattice_forward_cpu(*args) -> None:
     pass zeros), tcs = tanh(c), out = h [m, D, B, H] (pass zeros: 0 past a sentence's end), wa [W, 3H] word
     gates, cells [W, H], lgs [E, H] (σ(l))."""
     if _parallel():
-        _forward_par(*args)
+        _forward_par(args)
     else:
         for d in range(args[0].shape[1]):
             _forward_dir(d, *args)
@@ -282,58 +259,9 @@ def _backward_dir(
 
 
 @njit(cache=True, parallel=True)
-def _backward_par(
-    d_out,
-    wh,
-    uc,
-    vh,
-    n_act,
-    s_ptr,
-    sb,
-    e_ptr,
-    e_pos,
-    e_row,
-    acts,
-    cs,
-    tcs,
-    out,
-    wa,
-    cells,
-    lgs,
-    dxg,
-    dxl,
-    dwa,
-    dwh,
-    duc,
-    dvh,
-):  # pragma: no cover - compiled
-    for d in prange(out.shape[1]):
-        _backward_dir(
-            d,
-            d_out,
-            wh,
-            uc,
-            vh,
-            n_act,
-            s_ptr,
-            sb,
-            e_ptr,
-            e_pos,
-            e_row,
-            acts,
-            cs,
-            tcs,
-            out,
-            wa,
-            cells,
-            lgs,
-            dxg,
-            dxl,
-            dwa,
-            dwh,
-            duc,
-            dvh,
-        )
+def _backward_par(args):  # pragma: no cover - compiled
+    for d in prange(args[13].shape[1]):
+        _backward_dir(d, *args)
 
 
 def lattice_backward_cpu(*args) -> None:
@@ -341,7 +269,7 @@ def lattice_backward_cpu(*args) -> None:
     step-major; writes dxg [m, D, B, 3H] (rows running at j), dxl [m, D·B, H] (pass zeros), dwa [W, 3H] and
     accumulates dwh, duc, dvh (pass zeros)."""
     if _parallel():
-        _backward_par(*args)
+        _backward_par(args)
     else:
         for d in range(args[13].shape[1]):
             _backward_dir(d, *args)
