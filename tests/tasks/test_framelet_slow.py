@@ -36,45 +36,24 @@ def test_cora_ten_reps(runs_dir, capsys, arch, floor):
     assert m["test/acc"] >= floor, m
 
 
-@pytest.fixture(scope="module")
-def synth_dir(tmp_path_factory) -> Path:
+def _synth(tmp_path_factory, name: str, **kw) -> Path:
     from mlkit.tasks.framelet.cli import synth
 
-    out = tmp_path_factory.mktemp("framelet-synth")
-    synth(
-        out=out,
-        nodes=3000,
-        classes=4,
-        features=200,
-        degree=10.0,
-        mu=1.0,
-        noise=[1.0, 2.0],
-        rewire=[0.2],
-        graphs=600,
-        seed=0,
-    )
+    out = tmp_path_factory.mktemp(name)
+    args = {"nodes": 3000, "classes": 4, "features": 200, "degree": 10.0, "noise": [1.0, 2.0], "seed": 0}
+    synth(out=out, **{**args, **kw})
     return out
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory) -> Path:
+    return _synth(tmp_path_factory, "framelet-synth", mu=1.0, rewire=[0.2], graphs=600)
 
 
 @pytest.fixture(scope="module")
 def weak_dir(tmp_path_factory) -> Path:
     """CSBM with class means at mu = 0.5: at mu = 1 every model sits at 0.996-0.998 for every eta (no signal)."""
-    from mlkit.tasks.framelet.cli import synth
-
-    out = tmp_path_factory.mktemp("framelet-weak")
-    synth(
-        out=out,
-        nodes=3000,
-        classes=4,
-        features=200,
-        degree=10.0,
-        mu=0.5,
-        noise=[1.0, 2.0],
-        rewire=[],
-        graphs=2,
-        seed=0,
-    )
-    return out
+    return _synth(tmp_path_factory, "framelet-weak", mu=0.5, rewire=[], graphs=2)
 
 
 def test_shrinkage_degrades_less_under_feature_noise(runs_dir, capsys, weak_dir):
