@@ -192,12 +192,14 @@ def _crf_nll_forward_cpu(ctx: Any, emis: Any, tags: Any, lengths: Any, trans: An
     import torch
 
     from mlkit.kernels.crf_cpu import crf_nll_grad
+    from mlkit.kernels.threads import keep_torch_threads
 
     want = bool(ctx.needs_input_grad[0] or ctx.needs_input_grad[3])
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    nll, d_emis, d_trans = crf_nll_grad(
-        emis.detach().numpy(), tags.numpy(), lengths.numpy(), trans.detach().numpy(), want
-    )
+    with keep_torch_threads():  # Numba's first use starts its OpenMP pool, which moves torch's count too
+        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        nll, d_emis, d_trans = crf_nll_grad(
+            emis.detach().numpy(), tags.numpy(), lengths.numpy(), trans.detach().numpy(), want
+        )
     ctx.cpu = (
         (torch.from_numpy(d_emis).to(emis.dtype), torch.from_numpy(d_trans).to(trans.dtype)) if want else None
     )

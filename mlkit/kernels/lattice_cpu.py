@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from mlkit.kernels.threads import keep_torch_threads
+
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}  # no inf/nan assumptions
 
 
@@ -108,13 +110,15 @@ def _forward_par(args):  # pragma: no cover - compiled
         _forward_dir(d, *args)
 
 
-def lattice_forward_cpu(*args) -> None:
+def lattice_forward_cpu(parallel: bool, *args) -> None:
     """Both directions' forward passes (args as `_forward_dir` after d), one thread each. Outputs (preallocated,
     written in place): acts [m, D, B, 3H] (i, o, ĉ after their nonlinearities), cs [m+1, D, B, H] (cs[j+1] = c_j;
     pass zeros), tcs = tanh(c), out = h [m, D, B, H] (pass zeros: 0 past a sentence's end), wa [W, 3H] word
     gates, cells [W, H], lgs [E, H] (σ(l))."""
-    if _parallel():
-        _forward_par(args)
+    if parallel:
+        with keep_torch_threads():
+            _set_threads()
+            _forward_par(args)
     else:
         for d in range(args[0].shape[1]):
             _forward_dir(d, *args)
@@ -264,12 +268,14 @@ def _backward_par(args):  # pragma: no cover - compiled
         _backward_dir(d, *args)
 
 
-def lattice_backward_cpu(*args) -> None:
+def lattice_backward_cpu(parallel: bool, *args) -> None:
     """Both directions' backward passes (args as `_backward_dir` after d), one thread each. d_out [m, D, B, H]
     step-major; writes dxg [m, D, B, 3H] (rows running at j), dxl [m, D·B, H] (pass zeros), dwa [W, 3H] and
     accumulates dwh, duc, dvh (pass zeros)."""
-    if _parallel():
-        _backward_par(args)
+    if parallel:
+        with keep_torch_threads():
+            _set_threads()
+            _backward_par(args)
     else:
         for d in range(args[13].shape[1]):
             _backward_dir(d, *args)
@@ -279,22 +285,29 @@ _BLAS_STATE: list[bool] = []
 
 
 def _parallel() -> bool:
-    """Run the two directions on two threads (Numba prange) when torch may use two and SciPy's OpenBLAS, which
-    the compiled np.dot calls, is confirmed single-threaded: a multi-threaded OpenBLAS called inside an OpenMP
-    region prints "Detect OpenMP Loop" on every call and may hang. Set once per process (SciPy's BLAS stays at
-    one thread in a process that trains a lattice); MLKIT_LATTICE_THREADS=1 keeps one thread."""
+    """Whether to run the two directions on two threads (Numba prange): when torch may use two and SciPy's
+    OpenBLAS, which the compiled np.dot calls, is confirmed single-threaded (a multi-threaded OpenBLAS called
+    inside an OpenMP region prints "Detect OpenMP Loop" on every call and may hang). Decided in the forward, on
+    the caller's thread (autograd may run the backward on a thread with other settings). SciPy's BLAS stays at one
+    thread in a process that trains a lattice; MLKIT_LATTICE_THREADS=1 keeps one thread."""
     import os
 
-    import numba
     import torch
 
     if not _BLAS_STATE:
         _BLAS_STATE.append(_blas_single_thread())
-    want = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, 2)
-    if not _BLAS_STATE[0] or want < 2 or os.environ.get("MLKIT_LATTICE_THREADS", "") == "1":
-        return False
-    numba.set_num_threads(want)
-    return True
+    import numba
+
+    two = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS) >= 2
+    return bool(_BLAS_STATE[0] and two and os.environ.get("MLKIT_LATTICE_THREADS", "") != "1")
+
+
+def _set_threads() -> None:
+    import numba
+    import torch
+
+    # thread-local in Numba: set on the thread that launches (autograd may run the backward elsewhere)
+    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
 
 
 def _blas_single_thread() -> bool:
@@ -360,12 +373,14 @@ def fn_forward(ctx, pg, pl, pw, wh, uc, vh, ix: dict):
         ix["np"] = np_index(ix)
     p = ix["np"]
     weights = [w.detach().contiguous() for w in (wh, uc, vh)]
+    par = _parallel()
     lattice_forward_cpu(
+        par,
         xg.numpy(), xl.numpy(), wgs.numpy(), *(w.numpy() for w in weights),
         p["n_act"], p["s_ptr"], p["sb"], p["e_ptr"], p["e_pos"], p["e_row"],
         acts.numpy(), cs.numpy(), tcs.numpy(), out.numpy(), wa.numpy(), cells.numpy(), lgs.numpy(),
     )  # fmt: skip
-    ctx.state = ("cpu", acts, cs, tcs, wa, cells, lgs, ix, weights)
+    ctx.state = ("cpu", acts, cs, tcs, wa, cells, lgs, ix, weights, par)
     ctx.save_for_backward(out)
     return out.view(m * n, hid).index_select(0, ix["out_at"])
 
@@ -374,7 +389,7 @@ def fn_backward(ctx, d_out) -> tuple:
     """`_LatticeFn.backward` on CPU: grads of pg, pl, pw, Wh, Uc, Vh (the plan gets none)."""
     import torch
 
-    _, acts, cs, tcs, wa, cells, lgs, ix, weights = ctx.state
+    _, acts, cs, tcs, wa, cells, lgs, ix, weights, par = ctx.state
     (out,) = ctx.saved_tensors
     m, n_d, n_b, hid = out.shape
     p = ix["np"]
@@ -384,6 +399,7 @@ def fn_backward(ctx, d_out) -> tuple:
     dwa = torch.empty_like(wa)
     dwh, duc, dvh = (torch.zeros_like(w) for w in weights)
     lattice_backward_cpu(
+        par,
         d_outs.numpy(), *(w.numpy() for w in weights),
         p["n_act"], p["s_ptr"], p["sb"], p["e_ptr"], p["e_pos"], p["e_row"],
         acts.numpy(), cs.numpy(), tcs.numpy(), out.numpy(), wa.numpy(), cells.numpy(), lgs.numpy(),
