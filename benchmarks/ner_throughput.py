@@ -1,7 +1,7 @@
 """Lattice LSTM throughput: batched (mlkit) vs the per-sentence reference loop (original style), same data/run.
 
     python benchmarks/ner_throughput.py [--data DIR] [--sentences 200] [--batch-size 16] [--hidden 200] [--threads 1]
-                                        [--repeat 3]
+                                        [--baseline-threads N] [--repeat 3]
 
 Train = forward + CRF loss + backward + SGD step; predict = forward + Viterbi in eval mode. Both paths use
 the same model weights and the same sentences; the table gives sentences/s and chars/s and the ratios. Each
@@ -104,6 +104,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--predict-batch-size", type=int, default=64)
     ap.add_argument("--hidden", type=int, default=200, help="total hidden size (both directions)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--baseline-threads",
+        type=int,
+        default=0,
+        help="torch threads of the per-sentence passes (0: --threads); its tiny ops often run best on 1",
+    )
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (same device for both paths)")
     ap.add_argument("--repeat", type=int, default=3, help="passes per path; the median pass is reported")
     args = ap.parse_args(argv)
@@ -117,11 +123,27 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     n_words = sum(len(it["ws"]) for it in items)
     run_train(model, batches(items[:32], args.batch_size), False, dev)  # warm-up (numba, allocator)
     run_predict(model, batches(items[:32], args.predict_batch_size), False, dev)
+    base_threads = args.baseline_threads or args.threads
+
+    def with_threads(n: int, fn):
+        def run() -> tuple[float, float]:
+            torch.set_num_threads(n)
+            try:
+                return fn()
+            finally:
+                torch.set_num_threads(args.threads)
+
+        return run
+
     runs = {
         "train_batched": lambda: run_train(model, batches(items, args.batch_size), False, dev),
-        "train_per_sentence": lambda: run_train(model, batches(items, 1), True, dev),
+        "train_per_sentence": with_threads(
+            base_threads, lambda: run_train(model, batches(items, 1), True, dev)
+        ),
         "predict_batched": lambda: run_predict(model, batches(items, args.predict_batch_size), False, dev),
-        "predict_per_sentence": lambda: run_predict(model, batches(items, 1), True, dev),
+        "predict_per_sentence": with_threads(
+            base_threads, lambda: run_predict(model, batches(items, 1), True, dev)
+        ),
     }
     passes: dict[str, list[tuple[float, float]]] = {k: [] for k in runs}
     for _ in range(max(args.repeat, 1)):
@@ -130,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     res = {k: sorted(v)[len(v) // 2] for k, v in passes.items()}
     print(
         f"{n_sent} sentences, {n_chars} chars, {n_words / n_chars:.2f} matched words/char, hidden {args.hidden}, "
-        f"threads {args.threads}, device {dev}, train batch {args.batch_size}, predict batch {args.predict_batch_size}, "
+        f"threads {args.threads} (per-sentence {base_threads}), device {dev}, train batch {args.batch_size}, predict batch {args.predict_batch_size}, "
         f"median of {max(args.repeat, 1)} passes"
     )
     load = os.getloadavg()
