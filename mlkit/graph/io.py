@@ -27,116 +27,16 @@ from pathlib import Path
 import numpy as np
 
 from mlkit.core.errors import DataError
+from mlkit.graph.csr import (  # noqa: F401 - CSR helpers used to live here; kept importable from io
+    INT32_MAX,
+    _array_chunks,
+    _check_ids,
+    csr_from_edge_chunks,
+    index_dtypes,
+)
 from mlkit.graph.graph import Graph
 
 LAYOUTS = ("generic", "gbp", "saint", "friendster", "planetoid")
-INT32_MAX = 2**31 - 1
-_CHUNK = 1 << 22
-
-
-# ----------------------------------------------------------------------------------------------- CSR
-def index_dtypes(num_nodes: int, nnz: int) -> tuple[np.dtype, np.dtype]:
-    """(indptr dtype, indices dtype): int32 where it fits, int64 beyond 2**31."""
-    ptr = np.int32 if nnz <= INT32_MAX else np.int64
-    idx = np.int32 if num_nodes <= INT32_MAX else np.int64
-    return np.dtype(ptr), np.dtype(idx)
-
-
-def _fill_csr_py(src: np.ndarray, dst: np.ndarray, pos: np.ndarray, out: np.ndarray) -> None:
-    order = np.argsort(src, kind="stable")
-    s = src[order]
-    starts = pos[s]
-    # rank of each entry inside its source's run
-    first = np.searchsorted(s, s, side="left")
-    slots = starts + (np.arange(s.shape[0]) - first)
-    out[slots] = dst[order]
-    np.add.at(pos, s, 1)
-
-
-def _numba_fill():  # noqa: ANN202 - returns a jitted function
-    from numba import njit
-
-    @njit(cache=True)
-    def fill(src, dst, pos, out):  # noqa: ANN001, ANN202
-        for k in range(src.shape[0]):
-            u = src[k]
-            out[pos[u]] = dst[k]
-            pos[u] += 1
-
-    return fill
-
-
-_FILL = None
-
-
-def _fill(src: np.ndarray, dst: np.ndarray, pos: np.ndarray, out: np.ndarray) -> None:
-    global _FILL
-    if src.shape[0] < 4096:
-        _fill_csr_py(src, dst, pos, out)
-        return
-    if _FILL is None:
-        _FILL = _numba_fill()
-    _FILL(src, dst, pos, out)
-
-
-def csr_from_edge_chunks(
-    chunks, num_nodes: int, symmetric: bool = False, self_loops: bool = False, out_dir: Path | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Build CSR (row u holds v for every entry u->v) from a re-iterable of (src, dst) chunks, two passes.
-
-    chunks: a callable returning an iterator of (src, dst) int arrays; symmetric adds v->u too; self_loops
-    adds u->u once per node. With out_dir the arrays are written as indptr.npy/indices.npy memory maps.
-    """
-    deg = np.zeros(num_nodes, dtype=np.int64)
-    for src, dst in chunks():
-        _check_ids(src, dst, num_nodes)
-        deg += np.bincount(src, minlength=num_nodes)
-        if symmetric:
-            deg += np.bincount(dst, minlength=num_nodes)
-    if self_loops:
-        deg += 1
-    nnz = int(deg.sum())
-    ptr_t, idx_t = index_dtypes(num_nodes, nnz)
-    indptr64 = np.zeros(num_nodes + 1, dtype=np.int64)
-    np.cumsum(deg, out=indptr64[1:])
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        indices = np.lib.format.open_memmap(out_dir / "indices.npy", mode="w+", dtype=idx_t, shape=(nnz,))
-    else:
-        indices = np.empty(nnz, dtype=idx_t)
-    pos = indptr64[:-1].copy()
-    if self_loops:
-        nodes = np.arange(num_nodes, dtype=np.int64)
-        _fill(nodes, nodes.astype(idx_t), pos, indices)
-    for src, dst in chunks():
-        _fill(src.astype(np.int64, copy=False), dst.astype(idx_t, copy=False), pos, indices)
-        if symmetric:
-            _fill(dst.astype(np.int64, copy=False), src.astype(idx_t, copy=False), pos, indices)
-    indptr = indptr64.astype(ptr_t)
-    if out_dir is not None:
-        np.save(out_dir / "indptr.npy", indptr)
-        indices.flush()
-        del indices
-        indices = np.load(out_dir / "indices.npy", mmap_mode="r")
-    return indptr, indices
-
-
-def _check_ids(src: np.ndarray, dst: np.ndarray, n: int) -> None:
-    if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
-        raise DataError(
-            f"edge list has node ids outside 0..{n - 1}",
-            None,
-            "Use 0-based node ids below the node count (or fix num_nodes in meta.json).",
-        )
-
-
-def _array_chunks(edges: np.ndarray):  # noqa: ANN202
-    def gen():  # noqa: ANN202
-        for s in range(0, edges.shape[0], _CHUNK):
-            block = np.asarray(edges[s : s + _CHUNK])
-            yield block[:, 0].astype(np.int64), block[:, 1].astype(np.int64)
-
-    return gen
 
 
 def _read_edge_text(path: Path, header_count: bool) -> tuple[int | None, np.ndarray]:
@@ -151,7 +51,9 @@ def _read_edge_text(path: Path, header_count: bool) -> tuple[int | None, np.ndar
         try:
             arr = np.loadtxt(f, dtype=np.int64, comments="#", ndmin=2)
         except ValueError as exc:
-            raise DataError(f"bad edge line: {exc}", str(path), "Write one 'u v' pair of integers per line.") from None
+            raise DataError(
+                f"bad edge line: {exc}", str(path), "Write one 'u v' pair of integers per line."
+            ) from None
     if arr.size == 0:
         arr = np.zeros((0, 2), dtype=np.int64)
     if arr.shape[1] < 2:
@@ -242,7 +144,9 @@ def load_graph(path: str | Path, fmt: str = "auto", name: str | None = None) -> 
     try:
         from mlkit.graph.planetoid import load_planetoid
     except ImportError:
-        raise DataError("Planetoid reader is not available", str(p), "Convert the data to the generic layout.") from None
+        raise DataError(
+            "Planetoid reader is not available", str(p), "Convert the data to the generic layout."
+        ) from None
     return load_planetoid(p, name or "cora")
 
 
@@ -280,7 +184,9 @@ def load_generic(path: str | Path) -> Graph:
         elif (p / "edges.txt").exists():
             _, edges = _read_edge_text(p / "edges.txt", header_count=False)
         else:
-            raise DataError("no adjacency found", str(p), "Add indptr.npy+indices.npy, adj.npz, edges.npy or edges.txt.")
+            raise DataError(
+                "no adjacency found", str(p), "Add indptr.npy+indices.npy, adj.npz, edges.npy or edges.txt."
+            )
         if edges.ndim != 2 or edges.shape[1] != 2:
             raise DataError(f"edges must be [m, 2], got {edges.shape}", str(p))
         if n is None:
@@ -297,15 +203,23 @@ def load_generic(path: str | Path) -> Graph:
                 "test": _split_array(z, ("test", "test_idx", "idx_test", "test_mask"), n),
             }
     return Graph(
-        indptr=indptr, indices=indices, num_nodes=n, features=feats, labels=labels,
-        train_idx=split.get("train"), val_idx=split.get("val"), test_idx=split.get("test"),
+        indptr=indptr,
+        indices=indices,
+        num_nodes=n,
+        features=feats,
+        labels=labels,
+        train_idx=split.get("train"),
+        val_idx=split.get("val"),
+        test_idx=split.get("test"),
         name=str(meta.get("name", p.name)),
     )
 
 
 def _check_rows(p: Path, n: int, feats: np.ndarray | None, labels: np.ndarray | None) -> None:
     if feats is not None and feats.shape[0] != n:
-        raise DataError(f"features have {feats.shape[0]} rows for {n} nodes", str(p), "One feature row per node.")
+        raise DataError(
+            f"features have {feats.shape[0]} rows for {n} nodes", str(p), "One feature row per node."
+        )
     if labels is not None and labels.shape[0] != n:
         raise DataError(f"labels have {labels.shape[0]} rows for {n} nodes", str(p), "One label per node.")
 
@@ -379,9 +293,15 @@ def load_saint(path: str | Path) -> Graph:
     role = json.loads((p / "role.json").read_text())
     _check_rows(p, n, feats, labels)
     return Graph(
-        indptr, indices, n, feats, labels,
-        np.asarray(role["tr"], dtype=np.int64), np.asarray(role["va"], dtype=np.int64),
-        np.asarray(role["te"], dtype=np.int64), name=p.name,
+        indptr,
+        indices,
+        n,
+        feats,
+        labels,
+        np.asarray(role["tr"], dtype=np.int64),
+        np.asarray(role["va"], dtype=np.int64),
+        np.asarray(role["te"], dtype=np.int64),
+        name=p.name,
     )
 
 
@@ -444,7 +364,9 @@ def save_generic(
         np.save(p / "labels.npy", np.asarray(labels))
     if split is not None:
         np.savez(p / "split.npz", **{k: np.asarray(v, dtype=np.int64) for k, v in split.items()})
-    (p / "meta.json").write_text(json.dumps({"num_nodes": int(num_nodes), "symmetric": symmetric, "name": name}))
+    (p / "meta.json").write_text(
+        json.dumps({"num_nodes": int(num_nodes), "symmetric": symmetric, "name": name})
+    )
     return p
 
 
