@@ -6,7 +6,6 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 export PYTHONPATH="$HERE/../..${PYTHONPATH:+:$PYTHONPATH}"        # the repo, when mlkit is not installed
-export MLKIT_EXTRA_TASKS="${MLKIT_EXTRA_TASKS:+$MLKIT_EXTRA_TASKS,}gbp=mlkit.tasks.gbp"  # harmless once registered
 export MLKIT_CACHE="$WORK/cache"                                  # where precomputed rows are cached
 
 # 1. a 20,000-node degree-corrected planted partition (5 classes, 32 features), streamed to disk;

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from mlkit.cli import main
-from mlkit.core.registry import TASKS
 from mlkit.graph.io import load_graph, save_generic
 from mlkit.graph.synth import planted_partition
 
@@ -19,12 +18,6 @@ TINY = ["--set", "epochs=2", "--set", "synth.nodes=400", "--set", "model.hidden=
 
 @pytest.fixture(autouse=True)
 def _env(monkeypatch, tmp_path):
-    if "gbp" not in TASKS:  # until the lead adds gbp to the task table
-        import os
-
-        monkeypatch.setenv(
-            "MLKIT_EXTRA_TASKS", os.environ.get("MLKIT_EXTRA_TASKS", "") + ",gbp=mlkit.tasks.gbp"
-        )
     monkeypatch.setenv("MLKIT_CACHE", str(tmp_path / "cache"))
 
 

@@ -19,10 +19,8 @@ pytestmark = pytest.mark.dist
 
 def _env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
-    extra = env.get("MLKIT_EXTRA_TASKS", "")
     env.update(
         PYTHONPATH=os.pathsep.join([str(REPO / "tests"), str(REPO), env.get("PYTHONPATH", "")]),
-        MLKIT_EXTRA_TASKS=(extra + ",gbp=mlkit.tasks.gbp").strip(","),
         MLKIT_CACHE=str(tmp / "cache"),
         OMP_NUM_THREADS="1",
         NUMBA_NUM_THREADS="1",

@@ -9,19 +9,12 @@ import numpy as np
 import pytest
 
 from mlkit.cli import main
-from mlkit.core.registry import TASKS
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)
 def _env(monkeypatch, tmp_path):
-    if "gbp" not in TASKS:
-        import os
-
-        monkeypatch.setenv(
-            "MLKIT_EXTRA_TASKS", os.environ.get("MLKIT_EXTRA_TASKS", "") + ",gbp=mlkit.tasks.gbp"
-        )
     monkeypatch.setenv("MLKIT_CACHE", str(tmp_path / "cache"))
 
 
