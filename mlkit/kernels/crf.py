@@ -180,9 +180,12 @@ def _crf_nll_backward(ctx: Any, grad: Any) -> tuple:
 
 
 def _cpu_ok(trans: Any) -> bool:
+    """The Numba path takes float32/float64 CPU tensors whose transitions' spread its scaling can hold."""
+    import torch
+
     from mlkit.kernels.crf_cpu import spread_ok
 
-    return spread_ok(trans.detach().numpy())
+    return trans.dtype in (torch.float32, torch.float64) and spread_ok(trans.detach().numpy())
 
 
 def _crf_nll_forward_cpu(ctx: Any, emis: Any, tags: Any, lengths: Any, trans: Any) -> Any:

@@ -62,17 +62,12 @@ def crf_nll_grad_numba(emis, tags, lengths, trans, want_grad):  # pragma: no cov
             em[j] = mx
             for y in range(t):
                 ee[j, y] = np.exp(emis[s, j, y] - mx)
-        mx = -np.inf
+        mx = -np.inf  # position 0 in log space: START scores and emissions may both spread widely
         for y in range(t):
-            mx = max(mx, trans[start, y])
+            mx = max(mx, trans[start, y] + emis[s, 0, y])
         for y in range(t):
-            a[0, y] = np.exp(trans[start, y] - mx) * ee[0, y]
-        am = 0.0
-        for y in range(t):
-            am = max(am, a[0, y])
-        for y in range(t):
-            a[0, y] /= am
-        c[0] = mx + em[0] + np.log(am)
+            a[0, y] = np.exp(trans[start, y] + emis[s, 0, y] - mx)
+        c[0] = mx
         for j in range(1, n):
             for y in range(t):
                 a[j, y] = 0.0
@@ -113,8 +108,13 @@ def crf_nll_grad_numba(emis, tags, lengths, trans, want_grad):  # pragma: no cov
                 d_emis[s, j, y] = a[j, y] * bt[y] * k
             if j == 0:
                 break
+            wm = 0.0
             for y in range(t):
                 w[y] = ee[j, y] * bt[y]
+                wm = max(wm, w[y])
+            for y in range(t):  # max w = 1 keeps the pair factor below exp(MAX_SPREAD)
+                w[y] /= wm
+            d += np.log(wm)
             # pair marginals (x at j-1, y at j) = a_{j-1}(x) E(x, y) w(y) exp(c_{j-1} + amax + em_j + d - log Z)
             k = np.exp(c[j - 1] + amax + em[j] + d - logz)
             bm = 0.0
@@ -144,10 +144,11 @@ def crf_nll_grad_numba(emis, tags, lengths, trans, want_grad):  # pragma: no cov
 
 
 def spread_ok(trans: np.ndarray) -> bool:
-    """Whether the scaled recursion of `crf_nll_grad_numba` is exact for these transitions."""
+    """Whether the scaled recursion of `crf_nll_grad_numba` is exact for these transitions: the spreads of the
+    inner block and of the STOP column (whose exponentials are taken relative to their maxima) within MAX_SPREAD."""
     t = trans.shape[0] - 2
-    inner = trans[:t, :t]
-    return bool(inner.max() - inner.min() <= MAX_SPREAD)
+    inner, stop = trans[:t, :t], trans[:t, t + 1]
+    return bool(np.ptp(inner) <= MAX_SPREAD and np.ptp(stop) <= MAX_SPREAD)
 
 
 def crf_nll_grad(emis: np.ndarray, tags: np.ndarray, lengths: np.ndarray, trans: np.ndarray, want_grad: bool):

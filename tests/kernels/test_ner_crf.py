@@ -159,3 +159,23 @@ def test_crf_nll_matches_enumeration_and_gradcheck():
     assert torch.autograd.gradcheck(
         lambda a, b: crf_nll_torch(a, tags, ln, b), [e.requires_grad_(), tr.requires_grad_()]
     )
+
+
+def test_crf_numba_wide_start_and_stop_scores():
+    """Length-1 and longer sentences whose START/STOP scores spread by ~1000 (found by hypothesis: the scaled
+    start and end steps underflowed to log 0 before they moved to log space)."""
+    rng = np.random.default_rng(2946)
+    emis = rng.normal(size=(3, 4, 2)) * 50
+    trans = rng.normal(size=(4, 4)) * 400
+    trans[2, :2] = [214.9, -554.6]  # START row
+    trans[:2, 3] = [-597.7, 1066.5]  # STOP column (spread 1664: beyond MAX_SPREAD, the torch loop takes over)
+    lengths = np.array([1, 3, 1])
+    tags = torch.tensor(rng.integers(0, 2, size=(3, 4)))
+    for stop in ([-597.7, 1066.5], [-297.7, 266.5]):  # torch fallback; Numba path with a wide START row
+        trans[:2, 3] = stop
+        e, tr = torch.tensor(emis), torch.tensor(trans)
+        got = _nll_grads(crf_nll_torch, e, tags, torch.tensor(lengths), tr, 0)
+        want = _nll_grads(crf_nll_autograd, e, tags, torch.tensor(lengths), tr, 0)
+        for g, w in zip(got, want, strict=True):
+            assert torch.isfinite(g).all()
+            assert (g - w).abs().max().item() < 1e-9 * max(1.0, w.abs().max().item())
