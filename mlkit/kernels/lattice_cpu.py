@@ -292,12 +292,11 @@ def _parallel() -> bool:
     thread in a process that trains a lattice; MLKIT_LATTICE_THREADS=1 keeps one thread."""
     import os
 
+    import numba
     import torch
 
     if not _BLAS_STATE:
         _BLAS_STATE.append(_blas_single_thread())
-    import numba
-
     two = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS) >= 2
     return bool(_BLAS_STATE[0] and two and os.environ.get("MLKIT_LATTICE_THREADS", "") != "1")
 
