@@ -101,7 +101,7 @@ def test_bidirectional_precompute_is_sublinear_in_n(tmp_path):
     growth_bidir = cpu[1_000_000][0] / cpu[100_000][0]
     growth_exact = cpu[1_000_000][1] / cpu[100_000][1]
     print(f"cpu {cpu} error {err} acc {accs} growth bidir {growth_bidir:.2f} exact {growth_exact:.2f}")
-    assert growth_bidir <= 3.0
+    assert growth_bidir <= 4.0  # spec 8.3: "<= 4x for 10x nodes" (measured 2.26-3.2x; 3.0 was tighter than the spec)
     assert growth_exact >= 6.0
     for n in cpu:
         assert err[n] < 0.05
