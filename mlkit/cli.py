@@ -10,14 +10,14 @@ import inspect
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from mlkit import __version__
-from mlkit.core.errors import DataError, MlkitError, UsageError
+from mlkit.core.errors import MlkitError
 from mlkit.core.registry import TaskSpec, task_table
 
 try:  # Typer >= 0.17 vendors its own Click
@@ -84,15 +84,15 @@ def _config_opts(defaults: dict[str, Any], spec: TaskSpec, mode: str) -> list[Op
         Opt("config", "--config", str, None, "YAML config file(s); later files win.", multiple=True),
         Opt("set", "--set", str, None, "Override a config key: --set a.b=value (YAML value).", multiple=True),
     ]
-    skip = {"train": set(), "eval": {"--arch", "--epochs", "--lr"}, "predict": {"--arch", "--epochs", "--lr", "--data"}}
+    skip = {"train": set(), "eval": {"--arch", "--epochs", "--lr"}, "predict": {"--arch", "--epochs", "--lr", "--data", "--batch-size"}}
     for flag, key, type_, help_ in COMMON_KEYS:
-        if key in defaults and flag not in skip[mode]:
+        if key in defaults and flag not in skip.get(mode, {"--arch", "--epochs", "--lr", "--batch-size"}):
             opts.append(Opt(key, flag, type_, None, help_, key=key))
     for f in spec.flags:
         if mode in f.modes:
             pname = "t_" + f.name.lstrip("-").replace("-", "_")
             default = False if f.type is bool else None
-            opts.append(Opt(pname, f.name, f.type, default, f.help, key=f.key, multiple=f.multiple))
+            opts.append(Opt(pname, f.name, f.type, default, f.help, key=f.key or None, multiple=f.multiple))
     return opts
 
 
@@ -102,7 +102,7 @@ def _output_opts(mode: str) -> list[Opt]:
         Opt("quiet", "--quiet", bool, False, "No progress bars or info lines."),
         Opt("debug", "--debug", bool, False, "Show tracebacks."),
     ]
-    if mode != "predict":
+    if mode in ("train", "eval"):
         opts.insert(1, Opt("json", "--json", bool, False, "Print one JSON object with run dir and metrics on stdout."))
     return opts
 
@@ -123,31 +123,38 @@ def build_task_app(name: str) -> typer.Typer:
             Opt("exist_ok", "--exist-ok", bool, False, "Reuse the run dir if it exists."),
             Opt("resume", "--resume", bool, False, "Continue the run named by --name (default: the newest) from last.pt."),
         ] + _output_opts("train")
-        sub.command("train")(make_command(lambda kw: run_train(name, kw), opts, f"Train a {name} model (see `mlkit {name} config` for every key)."))
+        sub.command("train")(make_command(lambda kw: _dispatch(name, "train", kw), opts, f"Train a {name} model (see `mlkit {name} config` for every key)."))
     if "eval" in spec.modes:
         opts = [Opt("model", "--model", str, None, "Checkpoint (.pt or run dir); default: newest best.pt.")]
         opts += _config_opts(defaults, spec, "eval") + _output_opts("eval")
-        sub.command("eval")(make_command(lambda kw: run_eval(name, kw), opts, f"Evaluate a checkpoint on its test split (task {name})."))
+        sub.command("eval")(make_command(lambda kw: _dispatch(name, "eval", kw), opts, f"Evaluate a checkpoint on its test split (task {name})."))
     if "predict" in spec.modes:
         opts = [
             Opt("model", "--model", str, None, "Checkpoint (.pt or run dir); default: newest best.pt."),
             Opt("input", "--input", str, "-", f"Input: {spec.inputs}; one record per line; '-' is stdin."),
             Opt("output", "--output", str, "-", "Output JSON Lines file; '-' is stdout."),
+            Opt("predict_batch", "--batch-size", int, None, "Records per batch at most (only what is already read)."),
+            Opt("on_error", "--on-error", str, "stop", "A bad record: stop (exit 3 after earlier outputs) or skip (an error row)."),
         ]
         opts += _config_opts(defaults, spec, "predict") + _output_opts("predict")
-        sub.command("predict")(make_command(lambda kw: run_predict(name, kw), opts, f"Predict with a checkpoint (task {name}): records in, JSON Lines out."))
+        sub.command("predict")(make_command(lambda kw: _dispatch(name, "predict", kw), opts, f"Predict with a checkpoint (task {name}): records in, JSON Lines out."))
 
     @sub.command("config")
     def show_config() -> None:
         """Print the task's default YAML config."""
         sys.stdout.write(default_text(module))
 
+    import importlib
+
     for verb, target in spec.verbs.items():
         mod_name, fn_name = target.split(":")
-        import importlib
-
         fn = getattr(importlib.import_module(mod_name), fn_name)
         sub.command(verb)(fn)
+    for verb, target in spec.config_verbs.items():  # verbs on the task's config: same merge, finalize, seed
+        mod_name, fn_name = target.split(":")
+        fn = getattr(importlib.import_module(mod_name), fn_name)
+        opts = _config_opts(defaults, spec, verb) + _output_opts(verb)
+        sub.command(verb)(make_command(lambda kw, v=verb, f=fn: _dispatch(name, v, kw, f), opts, fn.__doc__ or verb))
     return sub
 
 
@@ -230,11 +237,12 @@ def build_app() -> typer.Typer:
     return app
 
 
-# ---------------------------------------------------------------- runs
+# ---------------------------------------------------------------- runs (the lifecycle lives in mlkit.core.runner)
 def _flags(kw: dict[str, Any], defaults: dict[str, Any], spec: TaskSpec, mode: str) -> dict[str, Any]:
+    """The config keys the generated options set explicitly (flags win over --config and --set)."""
     out: dict[str, Any] = {}
     for o in _config_opts(defaults, spec, mode):
-        if o.key is None:
+        if not o.key:
             continue
         value = kw.get(o.name)
         if o.type is bool and value is False:
@@ -246,211 +254,21 @@ def _flags(kw: dict[str, Any], defaults: dict[str, Any], spec: TaskSpec, mode: s
     return out
 
 
-def _prepare(task: str, mode: str, kw: dict[str, Any], base: dict[str, Any] | None = None):  # noqa: ANN202
-    from mlkit.core.config import load_defaults, resolve
-    from mlkit.core.console import make_console
-    from mlkit.core.data import resolve_data
+def _dispatch(task: str, mode: str, kw: dict[str, Any], fn: Any = None) -> None:
+    from mlkit.core import runner
+    from mlkit.core.config import load_defaults
     from mlkit.core.registry import get_spec
-    from mlkit.core.runtime import Ctx, Dist, dist_from_env, init_distributed, seed_everything, select_device
 
     spec = get_spec(task)
-    defaults = load_defaults(task_table()[task])
-    cfg = resolve(defaults, kw.get("config") or (), kw.get("set") or (), _flags(kw, defaults, spec, mode), base)
-    if cfg.get("data") not in (None, ""):
-        cfg["data"] = str(resolve_data(str(cfg["data"]), spec.layout).resolve())
-    dist = dist_from_env() if mode == "train" else Dist()  # eval and predict run in one process
-    quiet = bool(kw.get("quiet"))
-    console = make_console(quiet=quiet or dist.rank != 0)
-    device = select_device(str(cfg.get("device", "auto")), dist)
-    init_distributed(dist, device)
-    seed_everything(int(cfg.get("seed", 0)), bool(cfg.get("deterministic", False)))
-    ctx = Ctx(
-        task=task,
-        mode=mode,
-        device=device,
-        seed=int(cfg.get("seed", 0)),
-        dist=dist,
-        console=console,
-        quiet=quiet,
-        debug=bool(kw.get("debug")),
-        project=Path(kw.get("project") or "runs"),
-    )
-    return spec, cfg, ctx
-
-
-def _print_config(ctx: Any, cfg: dict[str, Any]) -> None:
-    from mlkit.core.config import dump
-
-    if ctx.is_main and not ctx.quiet:
-        ctx.console.print(f"[dim]config ({ctx.task} {ctx.mode}):[/]")
-        ctx.console.print(dump(cfg).rstrip(), style="dim", markup=False)
-
-
-def _report(ctx: Any, spec: TaskSpec, metrics: dict[str, Any], as_json: bool, run_dir: Path | None) -> None:
-    from mlkit.core.console import emit, metrics_table
-
-    if not ctx.is_main:
-        return
-    if as_json:
-        emit(
-            {
-                "schema_version": 1,
-                "task": ctx.task,
-                "mode": ctx.mode,
-                "run_dir": str(run_dir) if run_dir else None,
-                "metrics": metrics,
-            }
-        )
+    flags = _flags(kw, load_defaults(task_table()[task]), spec, mode)
+    if mode == "train":
+        runner.train(task, kw, flags)
+    elif mode == "eval":
+        runner.evaluate(task, kw, flags)
+    elif mode == "predict":
+        runner.predict(task, kw, flags)
     else:
-        ctx.console.print(metrics_table(metrics, f"{ctx.task} {ctx.mode}"))
-        if run_dir:
-            ctx.console.print(f"results saved to {run_dir}")
-
-
-def _resume_dir(project: Path, task: str, name: str | None) -> Path:
-    root = project / task
-    if name and name != "train":
-        cand = root / name
-    else:
-        runs = sorted(root.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
-        if not runs:
-            raise UsageError(f"no run to resume in {root}", None, f"Start one with `mlkit {task} train`.")
-        cand = runs[-1].parents[1]
-    if not (cand / "weights" / "last.pt").is_file():
-        raise UsageError(f"no last.pt to resume in {cand}", None, "Name a run that has weights/last.pt with --name.")
-    return cand
-
-
-def run_train(task: str, kw: dict[str, Any]) -> None:
-    """`mlkit <task> train`: resolve config, make the run dir, call run.train, report."""
-    from mlkit.core.registry import run_module
-    from mlkit.core.rundir import create_run_dir, write_config
-    from mlkit.core.runtime import close_distributed
-
-    project = Path(kw.get("project") or "runs")
-    base = None
-    resume_dir = None
-    if kw.get("resume"):
-        import yaml
-
-        resume_dir = _resume_dir(project, task, kw.get("name"))
-        base = yaml.safe_load((resume_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-        base.pop("task", None)
-    spec, cfg, ctx = _prepare(task, "train", kw, base)
-    try:
-        if resume_dir is not None:
-            run_dir = resume_dir
-            ctx.resume = resume_dir / "weights" / "last.pt"
-        else:
-            run_dir = None
-            if ctx.is_main:
-                run_dir = create_run_dir(project, task, kw.get("name") or "train", bool(kw.get("exist_ok")))
-            run_dir = ctx.broadcast(run_dir)
-        ctx.run_dir = Path(run_dir)
-        if ctx.is_main:
-            write_config(ctx.run_dir, cfg, task)
-        _print_config(ctx, cfg)
-        ctx.log(f"{task} train on {ctx.device}" + (f" x{ctx.dist.world_size} ranks" if ctx.dist.enabled else ""))
-        try:
-            metrics = run_module(task).train(cfg, ctx)
-        except KeyboardInterrupt:
-            last = ctx.run_dir / "weights" / "last.pt"
-            if ctx.is_main:
-                sys.stderr.write(
-                    f"interrupted: {last} holds the last finished epoch; continue with "
-                    f"`mlkit {task} train --resume --name {ctx.run_dir.name} --project {project}`\n"
-                )
-            raise
-        ctx.barrier()
-        _report(ctx, spec, metrics, bool(kw.get("json")), ctx.run_dir)
-    finally:
-        close_distributed()
-
-
-def run_eval(task: str, kw: dict[str, Any]) -> None:
-    """`mlkit <task> eval`: load a checkpoint, evaluate, report."""
-    from mlkit.core import checkpoint
-    from mlkit.core.console import make_console
-    from mlkit.core.registry import run_module
-    from mlkit.core.rundir import resolve_model
-
-    project = Path(kw.get("project") or "runs")
-    log = make_console(bool(kw.get("quiet"))).print
-    path = resolve_model(kw.get("model"), project, task, log)
-    ckpt = checkpoint.load(path, task)
-    spec, cfg, ctx = _prepare(task, "eval", kw, ckpt.get("config") or {})
-    _print_config(ctx, cfg)
-    metrics = run_module(task).evaluate(cfg, ctx, ckpt)
-    _report(ctx, spec, metrics, bool(kw.get("json")), None)
-
-
-def read_records(source: str) -> Iterator[str]:
-    """Yield input lines (without the newline) from a file or stdin, lazily; bad UTF-8 exits 3."""
-    if source == "-":
-        stream = sys.stdin.buffer
-        where = "stdin"
-    else:
-        p = Path(source)
-        if not p.is_file():
-            raise DataError(f"input not found: {p}", None, "Pass an existing file to --input, or pipe into stdin.")
-        stream = p.open("rb")
-        where = str(p)
-    try:
-        for n, raw in enumerate(stream, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(
-                    f"input is not valid UTF-8 at byte {exc.start}", f"{where} line {n}", "Convert the file to UTF-8."
-                ) from None
-            yield line.rstrip("\n").rstrip("\r")
-    finally:
-        if source != "-":
-            stream.close()
-
-
-def run_predict(task: str, kw: dict[str, Any]) -> None:
-    """`mlkit <task> predict`: records in (file or stdin), one JSON line out per record, flushed each."""
-    from mlkit.core import checkpoint
-    from mlkit.core.console import emit, make_console
-    from mlkit.core.registry import run_module
-    from mlkit.core.rundir import resolve_model
-
-    source = kw.get("input") or "-"
-    if source == "-" and sys.stdin.isatty():
-        raise UsageError(
-            "predict reads records from stdin, and stdin is a terminal",
-            None,
-            f"Pipe records in (`... | mlkit {task} predict`) or pass --input FILE.",
-        )
-    project = Path(kw.get("project") or "runs")
-    log = make_console(bool(kw.get("quiet"))).print
-    path = resolve_model(kw.get("model"), project, task, log)
-    ckpt = checkpoint.load(path, task)
-    spec, cfg, ctx = _prepare(task, "predict", kw, ckpt.get("config") or {})
-    run = run_module(task)
-    if source != "-" and Path(source).is_dir():
-        if not hasattr(run, "expand_input"):
-            raise DataError(f"--input is a folder: {source}", None, f"Give a file with {spec.inputs}, one per line.")
-        records: Any = run.expand_input(Path(source))
-    else:
-        records = read_records(source)
-    out_path = kw.get("output") or "-"
-    out = sys.stdout if out_path == "-" else open(out_path, "w", encoding="utf-8")  # noqa: SIM115
-    try:
-        for item in run.predict(cfg, ctx, ckpt, records):
-            if isinstance(item, str):
-                out.write(item if item.endswith("\n") else item + "\n")
-                out.flush()
-            else:
-                emit(item, out)
-    except BrokenPipeError:
-        # the reader went away (`| head`): stop quietly, as Unix tools do
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    finally:
-        if out is not sys.stdout:
-            out.close()
+        runner.verb(task, mode, fn, kw, flags)
 
 
 # ---------------------------------------------------------------- entry point

@@ -21,6 +21,10 @@ _extra = os.environ.get("MLKIT_EXTRA_TASKS", "")
 if "toy=" not in _extra:
     os.environ["MLKIT_EXTRA_TASKS"] = ",".join(x for x in (_extra, "toy=toytask") if x)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+if "MLKIT_CACHE" not in os.environ:  # embedded defaults and caches of this test session, not the user's
+    import tempfile
+
+    os.environ["MLKIT_CACHE"] = tempfile.mkdtemp(prefix="mlkit-test-cache-")
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

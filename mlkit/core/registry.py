@@ -21,7 +21,10 @@ TASKS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Flag:
-    """A task-specific CLI flag that sets one config key (dotted), in the modes listed."""
+    """A task-specific CLI flag that sets one config key (dotted), in the modes listed.
+
+    key "" makes an option of a config verb that is no config key: its value reaches the verb as kw["t_<name>"].
+    """
 
     name: str
     key: str
@@ -41,6 +44,9 @@ class TaskSpec:
     inputs: what one predict record (one input line) is.
     flags: task-specific flags mapped onto config keys.
     verbs: extra commands, name -> "module:function"; the function is registered as a Typer command.
+    config_verbs: extra commands on the task's config, name -> "module:function(cfg, ctx, kw)": the runner merges
+        and finalizes the config as for train (with --config/--set and the flags whose modes name the verb).
+    rows: the kind of predict row (mlkit.core.predict: classification | score | spans).
     """
 
     name: str
@@ -54,6 +60,8 @@ class TaskSpec:
     flags: tuple[Flag, ...] = ()
     verbs: dict[str, str] = field(default_factory=dict)
     modes: tuple[str, ...] = ("train", "eval", "predict")
+    config_verbs: dict[str, str] = field(default_factory=dict)
+    rows: str = "classification"
 
 
 def _extra_tasks() -> dict[str, str]:
@@ -86,8 +94,3 @@ def task_module(name: str) -> ModuleType:
 def get_spec(name: str) -> TaskSpec:
     """The TaskSpec of a registered task."""
     return task_module(name).SPEC
-
-
-def run_module(name: str) -> Any:
-    """Import `<task module>.run` (this one may import torch)."""
-    return importlib.import_module(task_table()[name] + ".run")

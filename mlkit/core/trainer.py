@@ -5,7 +5,8 @@
         gen = loop.generator()           # seeded by (seed, epoch): data order survives a resume
         ... train, validate ...
         loop.log({"train/loss": loss, "val/f1": f1})
-    metrics = loop.finish({"test/f1": test_f1})
+
+The runner (mlkit.core.runner) drives it with the task's hooks; tasks do not use it directly.
 
 `last.pt` is written before the first epoch and after every epoch, so Ctrl-C at any moment leaves a
 consistent checkpoint, and `--resume` continues from it with the same weights and metrics as an
@@ -19,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mlkit.core import checkpoint
-from mlkit.core.errors import RunFailure, UsageError
+from mlkit.core.errors import RunFailure
 from mlkit.core.rundir import ResultsCSV, write_metrics
 from mlkit.core.runtime import Ctx
 
@@ -67,8 +68,22 @@ def epoch_generator(seed: int, epoch: int) -> Any:
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
 
 
+def _test_interrupt(epoch: int) -> None:
+    """Test hook: MLKIT_TEST_INTERRUPT_EPOCH=N sends this process SIGINT once epoch N (0-based) is saved."""
+    import os
+
+    at = os.environ.get("MLKIT_TEST_INTERRUPT_EPOCH")
+    if at is not None and at.strip() and int(at) == epoch:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGINT)
+
+
 class EpochLoop:
-    """Iterate epochs; log metrics; keep best.pt and last.pt; stop early; resume exactly."""
+    """Iterate epochs; log metrics; keep best.pt and last.pt; stop early; resume exactly.
+
+    Used by the runner (mlkit.core.runner), not by tasks: a task supplies train_epoch/validate hooks.
+    """
 
     def __init__(
         self,
@@ -83,6 +98,9 @@ class EpochLoop:
         epochs: int | None = None,
         patience: int | None = None,
         extra: Mapping[str, Any] | None = None,
+        rep: int = 0,
+        carry: Mapping[str, Any] | None = None,
+        resume: Any = None,
     ) -> None:
         self.ctx = ctx
         self.cfg = dict(cfg)
@@ -94,6 +112,10 @@ class EpochLoop:
         self.epochs = int(epochs if epochs is not None else cfg["epochs"])
         self.patience = patience
         self.extra = dict(extra or {})
+        # repetition 0 owns best.pt and results.csv; later repetitions keep their best weights in memory
+        self.rep = int(rep)
+        self.carry = dict(carry or {})  # runner state saved with last.pt (finished repetitions' results)
+        self._best_sd: dict[str, Any] | None = None
         self.best: float | None = None
         self.best_epoch = -1
         self.bad_epochs = 0
@@ -103,9 +125,10 @@ class EpochLoop:
         self.last_metrics: dict[str, Any] = {}
         self.best_metrics: dict[str, Any] = {}
         run_dir = ctx.run_dir
-        self.csv = ResultsCSV(run_dir / "results.csv") if (run_dir is not None and ctx.is_main) else None
-        if ctx.resume is not None:
-            self._restore(ctx.resume)
+        use_csv = run_dir is not None and ctx.is_main and self.rep == 0
+        self.csv = ResultsCSV(run_dir / "results.csv") if use_csv else None
+        if resume is not None:
+            self._restore(resume)
         else:
             self._save_last(-1)
 
@@ -120,7 +143,11 @@ class EpochLoop:
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
             "best_metrics": dict(self.best_metrics),
+            "rep": self.rep,
+            "carry": dict(self.carry),
         }
+        if self.rep > 0 and self._best_sd is not None:
+            state["rep_best"] = self._best_sd
         if self.optimizer is not None:
             state["optimizer"] = self.optimizer.state_dict()
         if self.scheduler is not None:
@@ -129,6 +156,8 @@ class EpochLoop:
 
     def _save(self, name: str, epoch: int, with_train_state: bool) -> None:
         if self.ctx.run_dir is None or not self.ctx.is_main:
+            return
+        if name == "best.pt" and self.rep > 0:
             return
         ck = checkpoint.make(
             self.ctx.task,
@@ -149,15 +178,7 @@ class EpochLoop:
         self._save("best.pt", epoch, with_train_state=False)
 
     def _restore(self, path: Any) -> None:
-        ck = checkpoint.load(path, self.ctx.task)
-        if "train_state" not in ck:
-            raise UsageError("checkpoint has no training state to resume from", str(path), "Resume from last.pt.")
-        if ck.get("config_hash") != checkpoint.config_hash(self.cfg):
-            raise UsageError(
-                "config differs from the run being resumed",
-                str(path),
-                "Resume with the run's own config; only epochs, device and data may change.",
-            )
+        ck = path if isinstance(path, dict) else checkpoint.load(path, self.ctx.task)
         self.ctx.unwrap(self.model).load_state_dict(ck["state_dict"])
         ts = ck["train_state"]
         if self.optimizer is not None and "optimizer" in ts:
@@ -171,12 +192,18 @@ class EpochLoop:
         self.best_metrics = dict(ts.get("best_metrics", {}))
         self.last_metrics = dict(ck.get("metrics", {}))
         self.start_epoch = int(ck["epoch"]) + 1
+        self.stop = self.patience is not None and self.bad_epochs >= self.patience
+        if self.rep > 0 and self.best_epoch >= 0:
+            self._best_sd = dict(ts["rep_best"]) if "rep_best" in ts else None
         if self.csv is not None:
             self.csv.truncate(self.start_epoch)
-        self.ctx.log(f"resuming from {path} at epoch {self.start_epoch}")
+        where = f"repetition {self.rep + 1}, " if self.rep else ""
+        self.ctx.log(f"resuming at {where}epoch {self.start_epoch + 1}")
 
     # --- the loop ---
     def __iter__(self) -> Iterator[int]:
+        if self.stop:  # resumed after early stopping had already ended the loop
+            return
         for epoch in self.ctx.track(range(self.start_epoch, self.epochs), "epochs"):
             self.epoch = epoch
             yield epoch
@@ -185,7 +212,7 @@ class EpochLoop:
 
     def generator(self) -> Any:
         """The seeded torch.Generator for this epoch's data order."""
-        return epoch_generator(self.ctx.seed, self.epoch)
+        return epoch_generator(self.ctx.seed, self.epoch + 7919 * self.rep)
 
     def improved(self, value: float) -> bool:
         if self.best is None:
@@ -212,6 +239,8 @@ class EpochLoop:
             self.best_epoch = self.epoch
             self.best_metrics = dict(metrics)
             self.bad_epochs = 0
+            if self.rep > 0:
+                self._best_sd = {k: v.detach().clone() for k, v in self._state_dict().items()}
             self._save_best(self.epoch)
         else:
             self.bad_epochs += 1
@@ -221,10 +250,13 @@ class EpochLoop:
             shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
             self.ctx.console.print(f"epoch {self.epoch + 1}/{self.epochs}  {shown}" + ("  *" if better else ""))
         self._save_last(self.epoch)
+        _test_interrupt(self.epoch)
         return better
 
     def best_state(self) -> dict[str, Any]:
         """The best checkpoint's weights (from best.pt), or the current weights if none was saved."""
+        if self.rep > 0:
+            return self._best_sd if self._best_sd is not None else self._state_dict()
         if self.ctx.run_dir is not None and (self.ctx.run_dir / "weights" / "best.pt").exists():
             return checkpoint.load(self.ctx.run_dir / "weights" / "best.pt", self.ctx.task)["state_dict"]
         return self._state_dict()
@@ -233,11 +265,17 @@ class EpochLoop:
         """Write metrics.json (best epoch's metrics plus `metrics`) and return them."""
         out: dict[str, Any] = {**self.best_metrics, **{k: float(v) for k, v in (metrics or {}).items()}}
         out["best_epoch"] = self.best_epoch
-        if self.ctx.run_dir is not None and self.ctx.is_main:
-            write_metrics(self.ctx.run_dir, out)
-            best = self.ctx.run_dir / "weights" / "best.pt"
-            if best.exists():
-                ck = checkpoint.load(best, self.ctx.task)
-                ck["metrics"] = {**ck.get("metrics", {}), **{k: v for k, v in out.items()}}
-                checkpoint.save(ck, best)
+        write_final(self.ctx, out)
         return out
+
+
+def write_final(ctx: Ctx, out: Mapping[str, Any]) -> None:
+    """metrics.json, and the final metrics inside best.pt (rank 0 only)."""
+    if ctx.run_dir is None or not ctx.is_main:
+        return
+    write_metrics(ctx.run_dir, out)
+    best = ctx.run_dir / "weights" / "best.pt"
+    if best.exists():
+        ck = checkpoint.load(best, ctx.task)
+        ck["metrics"] = {**ck.get("metrics", {}), **dict(out)}
+        checkpoint.save(ck, best)

@@ -52,7 +52,7 @@ def test_version_and_config(capsys):
 
     assert __version__ in capsys.readouterr().out
     assert main(["toy", "config"]) == 0
-    assert "interrupt_after" in capsys.readouterr().out
+    assert "rank_hash" in capsys.readouterr().out
 
 
 def _last_err_line(err: str) -> str:
@@ -124,17 +124,21 @@ def test_predict_streams_one_line_per_record(runs_dir, tmp_path):
     proc.stdin.write(b"1,1\n")
     proc.stdin.flush()
     first = json.loads(proc.stdout.readline())
-    assert first["input"] == "1,1"
+    assert first["id"] == "1,1"
     proc.stdin.write(b"-1,-2\n0,0\n")
     proc.stdin.close()
     rest = [json.loads(line) for line in proc.stdout.read().splitlines()]
     assert proc.wait(timeout=60) == 0
-    assert [r["input"] for r in rest] == ["-1,-2", "0,0"]
+    assert [r["id"] for r in rest] == ["-1,-2", "0,0"]
     # bad UTF-8 and a bad record are input errors (exit 3), one line each
     bad = mlkit("toy", "predict", "--project", str(runs_dir), stdin=b"\xff\xfe\n")
     assert bad.returncode == 3 and _last_err_line(bad.stderr.decode()).startswith("error: input is not valid UTF-8")
-    bad = mlkit("toy", "predict", "--project", str(runs_dir), stdin=b"1,1\nnot,a,number\n")
-    assert bad.returncode == 3 and len(bad.stdout.decode().splitlines()) == 1
+    bad = mlkit("toy", "predict", "--project", str(runs_dir), stdin=b"1,1\nnot,a,number\n2,2\n")
+    assert bad.returncode == 3 and len(bad.stdout.decode().splitlines()) == 1  # the good line before it is out
+    assert "input line 2" in _last_err_line(bad.stderr.decode())
+    skip = mlkit("toy", "predict", "--project", str(runs_dir), "--on-error", "skip", stdin=b"1,1\nx\n2,2\n")
+    rows = [json.loads(line) for line in skip.stdout.decode().splitlines()]
+    assert skip.returncode == 0 and [("error" in r) for r in rows] == [False, True, False] and rows[1]["id"] == 2
     # --input and --output files
     inp = tmp_path / "in.txt"
     inp.write_text("1,1\n2,2\n")
@@ -151,10 +155,12 @@ def test_wrong_task_checkpoint_is_exit_3(runs_dir, tmp_path, capsys):
     assert "for task 'ner'" in capsys.readouterr().err
 
 
-def test_interrupt_exits_130_and_resume_equals_an_uninterrupted_run(runs_dir):
+def test_interrupt_exits_130_and_resume_equals_an_uninterrupted_run(runs_dir, monkeypatch):
     common = ["--project", str(runs_dir), "--quiet", "--epochs", "5"]
-    assert main(["toy", "train", *common, "--name", "full", "--set", "interrupt_after=99"]) == 0
-    assert main(["toy", "train", *common, "--name", "cut", "--set", "interrupt_after=1"]) == 130
+    assert main(["toy", "train", *common, "--name", "full"]) == 0
+    monkeypatch.setenv("MLKIT_TEST_INTERRUPT_EPOCH", "1")
+    assert main(["toy", "train", *common, "--name", "cut"]) == 130
+    monkeypatch.delenv("MLKIT_TEST_INTERRUPT_EPOCH")
     cut = runs_dir / "toy" / "cut"
     assert torch.load(cut / "weights" / "last.pt", weights_only=True)["epoch"] == 1
     assert main(["toy", "train", "--project", str(runs_dir), "--quiet", "--resume", "--name", "cut"]) == 0

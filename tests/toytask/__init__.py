@@ -1,4 +1,9 @@
-"""A tiny test-only task (logistic regression on a CSV) that exercises every convention of the task contract."""
+"""The template task (test-only): logistic regression / an MLP on a two-column CSV.
+
+It shows every piece a task has: SPEC and TINY here (light: no torch), config.yaml (every key commented),
+data.py (the real layout, its generator and a loader that raises DataError), model.py (nn.Modules only),
+task.py (the hooks), cli.py (an extra verb). docs/adding-a-task.md walks through it.
+"""
 
 from mlkit.core.registry import Flag, TaskSpec
 
@@ -12,7 +17,7 @@ SPEC = TaskSpec(
     inputs="'x1,x2' per line",
     flags=(Flag("--hidden", "hidden", int, "Hidden width.", modes=("train",)),),
     verbs={"synth": "toytask.cli:synth"},
+    rows="classification",
 )
 
 TINY = {"epochs": 2}
-SAMPLE_INPUTS = ["0.5,0.5", "-1,-1", "2,1"]

@@ -1,4 +1,4 @@
-"""Extra verb of the toy task."""
+"""Extra verb of the toy task: `mlkit toy synth --out DIR` writes the embedded default in its real layout."""
 
 from pathlib import Path
 
@@ -7,6 +7,6 @@ import typer
 
 def synth(out: Path = typer.Option(..., "--out", help="Folder to write data.csv into."), n: int = 64) -> None:
     """Write the synthetic CSV dataset."""
-    from toytask.run import write_data
+    from toytask.data import write_data
 
     write_data(out, n, seed=0)

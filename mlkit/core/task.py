@@ -1,0 +1,143 @@
+"""The hooks a task supplies; `mlkit.core.runner` calls them in one fixed order for every task.
+
+A task is a `Task` subclass in `mlkit/tasks/<task>/task.py`, exported as `TASK`. The runner owns everything
+else: config merging, device, seed, run dir, the epoch loop (monitor from the task's spec), checkpoints,
+resume, repetitions, results.csv / results.png / metrics.json, and the streaming predict skeleton.
+
+Train (epoch-based), per repetition:      finalize -> load_data -> build_model -> build_optimizer ->
+                                          [train_epoch -> validate] * epochs -> (best weights) -> test
+Train (one-shot, `one_shot = True`):      finalize -> load_data -> fit
+Eval:                                     finalize -> restore(checkpoint) -> evaluate
+Predict:                                  finalize -> restore(checkpoint) -> [parse_record * n -> predict_batch]
+
+See docs/adding-a-task.md and the template task in tests/toytask/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlkit.core.registry import TaskSpec
+from mlkit.core.runtime import Ctx
+
+
+@dataclass
+class TrainState:
+    """What one repetition's hooks work on; the runner fills it and advances `epoch`."""
+
+    data: Any
+    model: Any  # the bare nn.Module (checkpoints hold its state_dict)
+    net: Any  # the module to call in training: DistributedDataParallel under torchrun, else `model`
+    optimizer: Any = None
+    scheduler: Any = None
+    epoch: int = 0
+    rep: int = 0
+    generator: Any = None  # torch.Generator seeded by (seed, epoch): the epoch's data order survives a resume
+    scratch: dict[str, Any] = field(default_factory=dict)  # the task's own per-repetition values
+
+
+@dataclass
+class FitResult:
+    """What a one-shot `fit` returns: the checkpoint's weights and extras, and the run's final metrics."""
+
+    state_dict: Mapping[str, Any]
+    extra: Mapping[str, Any]
+    metrics: Mapping[str, float]
+
+
+class Task:
+    """Base class of a task's hooks. Override what the method needs; the defaults suit a classifier."""
+
+    spec: TaskSpec  # set by the registry from the package's SPEC
+    one_shot = False  # True: `fit` builds the model in one pass (memory banks, closed forms); no epochs
+    resumable = True
+    not_resumable_why = ""  # shown (exit 2) when --resume is asked of a task that cannot resume
+
+    # ---------------------------------------------------------------- config
+    def finalize(self, cfg: dict[str, Any], explicit: frozenset[str], mode: str) -> dict[str, Any]:
+        """Return the final config: presets (never over `explicit` keys), derived values, value checks.
+
+        `explicit` holds the dotted keys the user set (flags, --set, --config); a preset fills only the
+        others. Raise UsageError (exit 2) for a bad value. Must be idempotent: eval and predict finalize
+        the checkpoint's (already final) config again.
+        """
+        return cfg
+
+    def repetitions(self, cfg: Mapping[str, Any]) -> int:
+        """How many independent repetitions (fresh initialisation) to train; their metrics are averaged."""
+        return 1
+
+    def patience(self, cfg: Mapping[str, Any]) -> int | None:
+        """Epochs without improvement of the monitor before early stopping (None: never stop early)."""
+        return None
+
+    # ---------------------------------------------------------------- train
+    def load_data(self, cfg: dict[str, Any], ctx: Ctx) -> Any:
+        """Read (or build the embedded default of) the training data; validate it (DataError, exit 3)."""
+        raise NotImplementedError
+
+    def build_model(self, cfg: dict[str, Any], ctx: Ctx, data: Any) -> Any:
+        """A fresh nn.Module on ctx.device."""
+        raise NotImplementedError
+
+    def build_optimizer(self, cfg: dict[str, Any], model: Any) -> tuple[Any, Any]:
+        """(optimizer, scheduler or None); the default is Adam at cfg['lr']."""
+        import torch
+
+        return torch.optim.Adam(model.parameters(), lr=float(cfg["lr"])), None
+
+    def train_epoch(self, cfg: dict[str, Any], ctx: Ctx, st: TrainState) -> dict[str, float]:
+        """One pass over the training data; return `train/...` metrics (at least train/loss)."""
+        raise NotImplementedError
+
+    def validate(self, cfg: dict[str, Any], ctx: Ctx, st: TrainState) -> dict[str, float]:
+        """`val/...` metrics after an epoch; must include the spec's monitor."""
+        return {}
+
+    def test(self, cfg: dict[str, Any], ctx: Ctx, st: TrainState) -> dict[str, float]:
+        """Final metrics of one repetition, with the best epoch's weights loaded into st.model."""
+        return {}
+
+    def summarize(self, cfg: dict[str, Any], results: list[dict[str, float]]) -> dict[str, float]:
+        """Combine the test metrics of every repetition (default: the only one)."""
+        return dict(results[0])
+
+    def checkpoint_extra(self, cfg: dict[str, Any], ctx: Ctx, data: Any) -> dict[str, Any]:
+        """Plain values saved in every checkpoint's `extra` (vocabularies, class names, shapes)."""
+        return {}
+
+    def fit(self, cfg: dict[str, Any], ctx: Ctx, data: Any) -> FitResult:
+        """One-shot training (only when one_shot is True)."""
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- eval / predict
+    def restore(self, cfg: dict[str, Any], ctx: Ctx, ckpt: dict[str, Any]) -> Any:
+        """Rebuild what evaluate/predict need (model in eval mode, data) from a checkpoint."""
+        raise NotImplementedError
+
+    def evaluate(self, cfg: dict[str, Any], ctx: Ctx, restored: Any) -> dict[str, float]:
+        """Test metrics of a restored checkpoint (keys: the spec's `metrics`)."""
+        raise NotImplementedError
+
+    def parse_record(self, cfg: dict[str, Any], restored: Any, line: str, n: int) -> Any:
+        """Turn one input line (1-based number n) into a record; raise DataError naming `input line n`."""
+        return line
+
+    def predict_batch_size(self, cfg: Mapping[str, Any]) -> int:
+        """Records per predict_batch call at most (only records already read are batched; --batch-size wins)."""
+        return 64
+
+    def predict_batch(self, cfg: dict[str, Any], ctx: Ctx, restored: Any, records: list[Any]) -> list[Any]:
+        """One output row (a dict for JSON Lines, or a str written as is) per record, in order."""
+        raise NotImplementedError
+
+    def expand_input(self, folder: Path) -> Iterator[str] | None:
+        """Records for a folder given to --input (None: folders are not accepted)."""
+        return None
+
+    def sample_inputs(self, run_dir: Path) -> list[str]:
+        """Predict records valid for a model trained on the embedded default (the contract test uses them)."""
+        raise NotImplementedError
