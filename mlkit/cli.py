@@ -181,9 +181,10 @@ def build_app() -> typer.Typer:
     @app.command("tasks")
     def tasks_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
         """List the tasks: method, paper, modes."""
+        from rich.console import Console
         from rich.table import Table
 
-        from mlkit.core.console import emit, make_console
+        from mlkit.core.console import emit
         from mlkit.core.registry import get_spec
 
         rows = []
@@ -200,12 +201,14 @@ def build_app() -> typer.Typer:
             table.add_column(col)
         for r in rows:
             table.add_row(r["task"], r["method"], r["paper"], ", ".join(r["modes"]))
-        make_console().print(table)
+        Console(highlight=False).print(table)  # the listing is the command's data: stdout
 
     @app.command("settings")
     def settings_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Show where mlkit looks for datasets and writes runs."""
-        from mlkit.core.console import emit, make_console, metrics_table
+        from rich.console import Console
+
+        from mlkit.core.console import emit, metrics_table
         from mlkit.core.data import datasets_root
 
         info = {
@@ -218,7 +221,7 @@ def build_app() -> typer.Typer:
         if as_json:
             emit(info)
         else:
-            make_console().print(metrics_table(info, "mlkit settings"))
+            Console(highlight=False).print(metrics_table(info, "mlkit settings"))
 
     for tname in task_table():
         try:
@@ -309,6 +312,22 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.exit_code
     except BrokenPipeError:
         code = 0
+    except OSError as exc:  # the environment (read-only folder, disk full, missing folder): one line, the path
+        if debug:
+            traceback.print_exc()
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        sys.stderr.write(f"error: {exc.strerror or exc}{where}. Check the path, its permissions and free space.\n")
+        code = 1
+    except SystemError as exc:
+        # Ctrl-C that lands inside a compiled (Numba) kernel surfaces as SystemError wrapping KeyboardInterrupt
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt) or "KeyboardInterrupt" in str(exc):
+            sys.stderr.write("interrupted\n")
+            code = EXIT_INTERRUPTED
+        else:
+            if debug:
+                traceback.print_exc()
+            sys.stderr.write(f"error: internal failure: SystemError: {exc}. Rerun with --debug for details.\n")
+            code = 1
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if debug:
             traceback.print_exc()

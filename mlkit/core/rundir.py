@@ -15,10 +15,17 @@ from mlkit.core.console import plain
 from mlkit.core.errors import UsageError
 
 
+def check_name(name: str) -> str:
+    """A run name is one folder name: no path separators, not '.', '..' or hidden."""
+    if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith(".") or os.sep in name:
+        raise UsageError(f"bad run name '{name}'", "--name", "Use a plain folder name such as exp1 (no '/', no '..').")
+    return name
+
+
 def increment_dir(project: Path, task: str, name: str, exist_ok: bool) -> Path:
     """Pick runs/<task>/<name>, or name2, name3, ... unless exist_ok."""
     root = Path(project) / task
-    path = root / name
+    path = root / check_name(name)
     if exist_ok or not path.exists():
         return path
     stem = re.sub(r"\d+$", "", name) or name
@@ -29,10 +36,28 @@ def increment_dir(project: Path, task: str, name: str, exist_ok: bool) -> Path:
 
 
 def create_run_dir(project: Path, task: str, name: str, exist_ok: bool) -> Path:
-    """Create the run directory and its weights/ folder."""
-    path = increment_dir(project, task, name, exist_ok)
-    (path / "weights").mkdir(parents=True, exist_ok=True)
-    return path
+    """Create the run directory and its weights/ folder; two processes starting at once never share one.
+
+    With exist_ok the folder is reused, but the old run's results.csv, metrics.json and results.png are removed
+    so that the new run's files do not mix with them.
+    """
+    root = Path(project) / task
+    root.mkdir(parents=True, exist_ok=True)  # an OSError here is one line naming the path (cli.main)
+    if exist_ok:
+        path = root / check_name(name)
+        (path / "weights").mkdir(parents=True, exist_ok=True)
+        for stale in ("results.csv", "metrics.json", "results.png"):
+            (path / stale).unlink(missing_ok=True)
+        return path
+    for _ in range(1000):
+        path = increment_dir(project, task, name, False)
+        try:
+            path.mkdir()  # atomic: exactly one process creates a given name
+        except FileExistsError:
+            continue
+        (path / "weights").mkdir()
+        return path
+    raise UsageError(f"no free run name for '{name}' in {root}", "--name", "Pick another --name.")
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -87,6 +87,7 @@ def prepare(
     cfg = resolve(defaults, files, sets, flags, base)
     task = load_task(name)
     cfg = task.finalize(cfg, explicit_keys(files, sets, flags), mode)
+    check_common(cfg)
     if cfg.get("data") not in (None, ""):
         cfg["data"] = str(resolve_data(str(cfg["data"]), spec.layout).resolve())
     dist = dist_from_env() if (mode == "train" if distributed is None else distributed) else Dist()
@@ -98,6 +99,19 @@ def prepare(
     ctx = Ctx(task=name, mode=mode, device=device, seed=seed, dist=dist, console=console, quiet=quiet,
               debug=debug, project=Path(project))  # fmt: skip
     return Prepared(task, spec, cfg, ctx)
+
+
+def check_common(cfg: Mapping[str, Any]) -> None:
+    """Values every task shares: epochs and batch_size >= 1, a finite positive lr (exit 2 otherwise)."""
+    import math
+
+    for key in ("epochs", "batch_size"):
+        v = cfg.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise UsageError(f"{key} must be an integer >= 1, got {v!r}", f"--{key.replace('_', '-')}")
+    lr = cfg.get("lr")
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool) and not (math.isfinite(lr) and lr > 0):
+        raise UsageError(f"lr must be a finite number > 0, got {lr!r}", "--lr", "Pass e.g. --lr 0.01.")
 
 
 def _print_config(ctx: Ctx, cfg: Mapping[str, Any]) -> None:
@@ -144,9 +158,10 @@ def train(name: str, kw: dict[str, Any], flags: dict[str, Any]) -> None:
     import yaml
 
     from mlkit.core import checkpoint
-    from mlkit.core.rundir import create_run_dir, write_config
+    from mlkit.core.rundir import check_name, create_run_dir, write_config
     from mlkit.core.runtime import close_distributed
 
+    check_name(kw.get("name") or "train")
     project = Path(kw.get("project") or "runs")
     base, resume_ck, resume_dir = None, None, None
     if kw.get("resume"):
@@ -182,7 +197,12 @@ def train(name: str, kw: dict[str, Any], flags: dict[str, Any]) -> None:
         _print_config(ctx, cfg)
         ctx.log(f"{name} train on {ctx.device}" + (f" x{ctx.dist.world_size} ranks" if ctx.dist.enabled else ""))
         try:
-            metrics = _train(task, p.spec, cfg, ctx, resume_ck)
+            try:
+                metrics = _train(task, p.spec, cfg, ctx, resume_ck)
+            except SystemError as exc:  # Ctrl-C inside a compiled kernel arrives wrapped
+                if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+                    raise KeyboardInterrupt from None
+                raise
         except KeyboardInterrupt:
             if ctx.is_main and task.resumable and (ctx.run_dir / "weights" / "last.pt").is_file():
                 sys.stderr.write(f"interrupted: {ctx.run_dir / 'weights' / 'last.pt'} holds the last finished "
