@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mlkit.core.errors import DataError
+from mlkit.graph.checks import check_graph, load_npy, load_npz, numeric, read_json, reading
 from mlkit.graph.csr import (  # noqa: F401 - CSR helpers used to live here; kept importable from io
     INT32_MAX,
     _array_chunks,
@@ -41,18 +42,21 @@ LAYOUTS = ("generic", "gbp", "saint", "friendster", "planetoid")
 
 def _read_edge_text(path: Path, header_count: bool) -> tuple[int | None, np.ndarray]:
     """Read 'u v' lines (optionally line 1 = node count) into an int64 [m, 2] array."""
-    with open(path, encoding="utf-8") as f:
+    with reading(path, "Write one 'u v' pair of integers per line (UTF-8 text)."), open(path, encoding="utf-8") as f:
         n = None
         if header_count:
             first = f.readline().split()
-            if len(first) != 1:
-                raise DataError("first line must hold the node count", str(path), "Write n alone on line 1.")
+            if len(first) != 1 or not first[0].isdigit():
+                raise DataError("first line must hold the node count", f"{path} line 1", "Write n alone on line 1.")
             n = int(first[0])
         try:
             arr = np.loadtxt(f, dtype=np.int64, comments="#", ndmin=2)
         except ValueError as exc:
+            m = re.search(r"at row (\d+)", str(exc))
+            line = f" line {int(m.group(1)) + 1 + (1 if header_count else 0)}" if m else ""
             raise DataError(
-                f"bad edge line: {exc}", str(path), "Write one 'u v' pair of integers per line."
+                "bad edge line: " + str(exc).split(" at row")[0], f"{path}{line}",
+                "Write one 'u v' pair of integers per line ('#' starts a comment).",
             ) from None
     if arr.size == 0:
         arr = np.zeros((0, 2), dtype=np.int64)
@@ -67,8 +71,9 @@ def _load_features(path: Path) -> np.ndarray:
     if path.suffix == ".npz":
         import scipy.sparse as sp
 
-        return np.asarray(sp.load_npz(path).todense(), dtype=np.float32)
-    arr = np.load(path, mmap_mode="r")
+        with reading(path, "Write it with scipy.sparse.save_npz."):
+            return np.asarray(sp.load_npz(path).todense(), dtype=np.float32)
+    arr = numeric(load_npy(path), "features", str(path))
     if arr.ndim != 2:
         raise DataError(f"features must be 2-D [n, F], got shape {arr.shape}", str(path))
     if arr.dtype == np.float32:
@@ -83,6 +88,7 @@ def _split_array(store, keys: tuple[str, ...], n: int) -> np.ndarray | None:  # 
     for k in keys:
         if k in store:
             a = np.asarray(store[k]).reshape(-1)
+            numeric(a, f"split '{k}'", "split file")
             if a.dtype in (np.bool_, np.uint8) or k.endswith("mask"):
                 if a.shape[0] != n:
                     raise DataError(f"split mask '{k}' has length {a.shape[0]}, expected {n}")
@@ -133,6 +139,11 @@ def load_graph(path: str | Path, fmt: str = "auto", name: str | None = None) -> 
         name = name or found
     if fmt not in LAYOUTS:
         raise DataError(f"unknown graph format '{fmt}'", None, f"Use one of: auto, {', '.join(LAYOUTS)}.")
+    with reading(p):
+        return check_graph(_load(p, fmt, name), str(p))
+
+
+def _load(p: Path, fmt: str, name: str | None) -> Graph:
     if fmt == "generic":
         return load_generic(p)
     if fmt == "gbp":
@@ -153,7 +164,9 @@ def load_graph(path: str | Path, fmt: str = "auto", name: str | None = None) -> 
 def load_generic(path: str | Path) -> Graph:
     """Load the generic layout (see module doc)."""
     p = Path(path)
-    meta = json.loads((p / "meta.json").read_text()) if (p / "meta.json").exists() else {}
+    meta = read_json(p / "meta.json") if (p / "meta.json").exists() else {}
+    if not isinstance(meta, dict):
+        raise DataError("meta.json must hold an object", str(p / "meta.json"), 'Write {"num_nodes": n}.')
     symmetric = bool(meta.get("symmetric", False))
     feats = None
     for fname in ("feats.npy", "feats.npz", "features.npy"):
@@ -162,7 +175,7 @@ def load_generic(path: str | Path) -> Graph:
             break
     labels = None
     if (p / "labels.npy").exists():
-        labels = np.load(p / "labels.npy", mmap_mode="r")
+        labels = numeric(load_npy(p / "labels.npy"), "labels", str(p / "labels.npy"))
         labels = np.asarray(labels, dtype=np.int64 if labels.ndim == 1 else np.float32)
     n = meta.get("num_nodes")
     if n is None and feats is not None:
@@ -170,8 +183,8 @@ def load_generic(path: str | Path) -> Graph:
     if n is None and labels is not None:
         n = labels.shape[0]
     if (p / "indptr.npy").exists() and (p / "indices.npy").exists():
-        indptr = np.load(p / "indptr.npy", mmap_mode="r")
-        indices = np.load(p / "indices.npy", mmap_mode="r")
+        indptr = load_npy(p / "indptr.npy")
+        indices = load_npy(p / "indices.npy")
         n = indptr.shape[0] - 1 if n is None else int(n)
         if indptr.shape[0] != n + 1 or int(indptr[-1]) != indices.shape[0]:
             raise DataError("indptr.npy / indices.npy do not form a CSR of the node count", str(p))
@@ -180,7 +193,7 @@ def load_generic(path: str | Path) -> Graph:
         indptr, indices, n = _scipy_csr(p / "adj.npz", n)
     else:
         if (p / "edges.npy").exists():
-            edges = np.load(p / "edges.npy", mmap_mode="r")
+            edges = numeric(load_npy(p / "edges.npy"), "edges", str(p / "edges.npy"))
         elif (p / "edges.txt").exists():
             _, edges = _read_edge_text(p / "edges.txt", header_count=False)
         else:
@@ -191,12 +204,15 @@ def load_generic(path: str | Path) -> Graph:
             raise DataError(f"edges must be [m, 2], got {edges.shape}", str(p))
         if n is None:
             n = int(np.asarray(edges).max()) + 1 if edges.shape[0] else 0
+        if edges.shape[0] and (int(np.min(edges)) < 0 or int(np.max(edges)) >= int(n)):
+            raise DataError(f"edge endpoint outside 0..{int(n) - 1}", str(p / "edges"), "Number nodes 0..n-1.")
         indptr, indices = csr_from_edge_chunks(_array_chunks(edges), int(n), symmetric=symmetric)
     n = int(n)
     _check_rows(p, n, feats, labels)
     split = {}
     if (p / "split.npz").exists():
-        with np.load(p / "split.npz") as z:
+        z = load_npz(p / "split.npz")
+        with reading(p / "split.npz"):
             split = {
                 "train": _split_array(z, ("train", "train_idx", "idx_train", "train_mask"), n),
                 "val": _split_array(z, ("val", "val_idx", "idx_val", "val_mask"), n),
@@ -227,7 +243,8 @@ def _check_rows(p: Path, n: int, feats: np.ndarray | None, labels: np.ndarray | 
 def _scipy_csr(path: Path, n: int | None) -> tuple[np.ndarray, np.ndarray, int]:
     import scipy.sparse as sp
 
-    m = sp.load_npz(path).tocsr()
+    with reading(path, "Write it with scipy.sparse.save_npz."):
+        m = sp.load_npz(path).tocsr()
     if m.shape[0] != m.shape[1]:
         raise DataError(f"adjacency must be square, got {m.shape}", str(path))
     if n is not None and m.shape[0] != n:
@@ -251,8 +268,9 @@ def load_gbp(path: str | Path, name: str | None = None) -> Graph:
     feats = _load_features(p / f"{name}_feat.npy") if (p / f"{name}_feat.npy").exists() else None
     labels = train = val = test = None
     if (p / f"{name}_labels.npz").exists():
-        with np.load(p / f"{name}_labels.npz") as z:
-            lab = np.asarray(z["labels"])
+        z = load_npz(p / f"{name}_labels.npz")
+        with reading(p / f"{name}_labels.npz", "It needs labels, idx_train, idx_val and idx_test arrays."):
+            lab = numeric(np.asarray(z["labels"]), "labels", f"{name}_labels.npz")
             labels = lab.astype(np.int64) if lab.ndim == 1 else lab.astype(np.float32)
             train = _split_array(z, ("idx_train", "train_idx"), n)
             val = _split_array(z, ("idx_val", "val_idx"), n)
@@ -280,7 +298,7 @@ def load_saint(path: str | Path) -> Graph:
     p = Path(path)
     indptr, indices, n = _scipy_csr(p / "adj_full.npz", None)
     feats = _load_features(p / "feats.npy")
-    cmap = json.loads((p / "class_map.json").read_text())
+    cmap = read_json(p / "class_map.json")
     first = next(iter(cmap.values()))
     if isinstance(first, list):
         labels = np.zeros((n, len(first)), dtype=np.float32)
@@ -290,7 +308,7 @@ def load_saint(path: str | Path) -> Graph:
         labels = np.full(n, -1, dtype=np.int64)
         for k, v in cmap.items():
             labels[int(k)] = int(v)
-    role = json.loads((p / "role.json").read_text())
+    role = read_json(p / "role.json")
     _check_rows(p, n, feats, labels)
     return Graph(
         indptr,

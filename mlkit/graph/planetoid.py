@@ -106,7 +106,7 @@ def _dense(m: Any) -> np.ndarray:
     return np.asarray(m.todense() if hasattr(m, "todense") else m)
 
 
-def load_planetoid(root: str | Path, name: str) -> Graph:
+def _load_planetoid(root: str | Path, name: str) -> Graph:
     """Read `root/ind.<name>.*` and assemble the Graph with the public split."""
     import scipy.sparse as sp
 
@@ -180,3 +180,11 @@ def csr_from_edges(u: np.ndarray, v: np.ndarray, n: int) -> Any:
     adj.indptr = adj.indptr.astype(np.int64) if adj.nnz >= 2**31 else adj.indptr.astype(np.int32)
     adj.sort_indices()
     return adj
+
+
+def load_planetoid(root: str | Path, name: str) -> Graph:
+    """Read `root/ind.<name>.*`; any malformed file is a one-line DataError (exit 3), the graph checked."""
+    from mlkit.graph.checks import check_graph, reading
+
+    with reading(root, "Use the original Planetoid ind.* files."):
+        return check_graph(_load_planetoid(root, name), str(root))

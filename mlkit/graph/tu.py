@@ -62,7 +62,7 @@ def _read(path: Path, dtype: type, sep: str | None = None) -> np.ndarray:
         raise DataError(f"cannot parse {path.name}: {exc}", str(path), "Write numbers separated by commas.") from None
 
 
-def load_tu(
+def _load_tu(
     root: str | Path, name: str | None = None, node_attributes: bool = False, degree_feature: str = "normalized"
 ) -> GraphSet:
     """Read a TU raw dataset folder into per-graph CSR adjacency with features."""
@@ -153,3 +153,15 @@ def write_tu(root: str | Path, name: str, graphs: list[Graph], targets: np.ndarr
     if attr_lines:
         (root / f"{name}_node_attributes.txt").write_text("\n".join(attr_lines) + "\n")
     return root
+
+
+def load_tu(
+    root: str | Path, name: str | None = None, node_attributes: bool = False, degree_feature: str = "normalized"
+) -> GraphSet:
+    """Read a TU raw dataset folder; any malformed file is a one-line DataError naming the folder (exit 3)."""
+    from mlkit.graph.checks import reading
+
+    if degree_feature not in ("normalized", "raw"):
+        raise ValueError(f"degree_feature must be normalized or raw, not {degree_feature!r}")
+    with reading(root, f"Expected layout: {LAYOUT}."):
+        return _load_tu(root, name, node_attributes, degree_feature)
