@@ -160,7 +160,7 @@ def _load_planetoid(root: str | Path, name: str) -> Graph:
         features=np.asarray(feats.todense(), dtype=np.float32),
         labels=labels,
         train_idx=np.arange(n_train, dtype=np.int64),
-        val_idx=np.arange(n_train, n_train + 500, dtype=np.int64),
+        val_idx=np.arange(n_train, min(n_train + 500, n), dtype=np.int64),  # fewer when the graph is small
         test_idx=np.sort(test_index).astype(np.int64),
         name=name,
     )
