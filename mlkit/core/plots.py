@@ -36,7 +36,7 @@ def plot_results(csv_path: Path, png_path: Path, title: str = "") -> Path | None
     cols = min(4, len(groups))
     nrows = math.ceil(len(groups) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(3.6 * cols, 2.8 * nrows), squeeze=False)
-    epochs = [int(float(r["epoch"])) + 1 for r in rows]
+    epochs = [int(float(r["epoch"])) for r in rows]
     for ax, (name, keys) in zip(axes.ravel(), groups.items()):
         for key in keys:
             pts = [(e, float(r[key])) for e, r in zip(epochs, rows) if r.get(key) not in ("", None)]

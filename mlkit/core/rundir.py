@@ -89,8 +89,8 @@ class ResultsCSV:
                 self.rows = [dict(r) for r in csv.DictReader(f)]
 
     def truncate(self, epochs: int) -> None:
-        """Keep rows of the first `epochs` epochs only (on resume)."""
-        self.rows = [r for r in self.rows if int(float(r.get("epoch", 0))) < epochs]
+        """Keep rows of the first `epochs` epochs only (on resume; the epoch column counts from 1)."""
+        self.rows = [r for r in self.rows if int(float(r.get("epoch", 0))) <= epochs]
         self._write()
 
     def add(self, epoch: int, metrics: Mapping[str, Any]) -> None:

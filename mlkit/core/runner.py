@@ -85,8 +85,18 @@ def prepare(
     files, sets, flags = list(files), list(sets), dict(flags or {})
     defaults = load_defaults(task_table()[name])
     cfg = resolve(defaults, files, sets, flags, base)
+    explicit = explicit_keys(files, sets, flags)
+    tiny = tiny_overrides(name) if mode == "train" else {}
+    if tiny:  # MLKIT_TINY=1: the task's TINY settings win over everything (docs tests, smoke runs)
+        from mlkit.core.config import merge, set_dotted
+
+        nested: dict[str, Any] = {}
+        for k, v in tiny.items():
+            set_dotted(nested, k, v)
+        cfg = merge(cfg, nested, source="MLKIT_TINY")
+        explicit = explicit | frozenset(tiny)
     task = load_task(name)
-    cfg = task.finalize(cfg, explicit_keys(files, sets, flags), mode)
+    cfg = task.finalize(cfg, explicit, mode)
     check_common(cfg)
     if cfg.get("data") not in (None, ""):
         cfg["data"] = str(resolve_data(str(cfg["data"]), spec.layout).resolve())
@@ -99,6 +109,17 @@ def prepare(
     ctx = Ctx(task=name, mode=mode, device=device, seed=seed, dist=dist, console=console, quiet=quiet,
               debug=debug, project=Path(project))  # fmt: skip
     return Prepared(task, spec, cfg, ctx)
+
+
+def tiny_overrides(name: str) -> dict[str, Any]:
+    """The task's TINY overrides when MLKIT_TINY is set (to anything but '' or 0), else {}."""
+    import os
+
+    from mlkit.core.registry import task_module
+
+    if os.environ.get("MLKIT_TINY", "") in ("", "0"):
+        return {}
+    return dict(getattr(task_module(name), "TINY", {}))
 
 
 def check_common(cfg: Mapping[str, Any]) -> None:
@@ -186,7 +207,10 @@ def train(name: str, kw: dict[str, Any], flags: dict[str, Any]) -> None:
                 raise UsageError("config differs from the run being resumed", str(last),
                                  "Resume with the run's own config; only epochs, device and data may change.")  # fmt: skip
             ctx.run_dir = resume_dir
-        else:
+        if kw.get("check"):
+            _checked(ctx, cfg)
+            return
+        if resume_dir is None:
             run_dir = None
             if ctx.is_main:
                 run_dir = create_run_dir(project, name, kw.get("name") or "train", bool(kw.get("exist_ok")))
@@ -268,7 +292,7 @@ def _train(task: Task, spec: TaskSpec, cfg: dict[str, Any], ctx: Ctx, resume: di
         carry["results"] = [*carry["results"], {k: float(v) for k, v in result.items()}]
         loop.carry = carry
     out: dict[str, Any] = {**carry["rep0_best"], **task.summarize(cfg, list(carry["results"]))}
-    out["best_epoch"] = carry["rep0_best_epoch"]
+    out["best_epoch"] = int(carry["rep0_best_epoch"]) + 1  # counted from 1, like the console and results.csv
     write_final(ctx, out)
     return out
 
@@ -285,13 +309,18 @@ def _restore(name: str, mode: str, kw: dict[str, Any], flags: dict[str, Any]) ->
     p = prepare(name, mode, kw.get("config") or (), kw.get("set") or (), flags, ckpt.get("config") or {},
                 quiet=bool(kw.get("quiet")), debug=bool(kw.get("debug")), project=project)  # fmt: skip
     p.ctx.run_dir = path.parent.parent if path.parent.name == "weights" else None
+    if kw.get("check"):
+        return p, None
     return p, p.task.restore(p.cfg, p.ctx, ckpt)
 
 
 def evaluate(name: str, kw: dict[str, Any], flags: dict[str, Any]) -> None:
     """`mlkit <task> eval`: restore a checkpoint, evaluate on the test split, report."""
     p, restored = _restore(name, "eval", kw, flags)
-    _print_config(p.ctx, p.cfg)
+    if kw.get("check"):
+        return _checked(p.ctx, p.cfg)
+    p.ctx.log(f"{name} eval: {p.ctx.run_dir or kw.get('model')} on {p.cfg.get('data') or 'the embedded default data'}"
+              f" ({p.ctx.device}); `--check` prints the whole config")  # fmt: skip
     report(p.ctx, p.task.evaluate(p.cfg, p.ctx, restored), bool(kw.get("json")), None)
 
 
@@ -307,6 +336,8 @@ def predict(name: str, kw: dict[str, Any], flags: dict[str, Any]) -> None:
     if out_path != "-" and not Path(out_path).parent.resolve().is_dir():
         raise UsageError(f"output folder does not exist: {Path(out_path).parent}", "--output", "Create it first.")
     p, restored = _restore(name, "predict", kw, flags)
+    if kw.get("check"):
+        return _checked(p.ctx, p.cfg)
     records = open_records(source, p.task, p.spec)
     batch = int(kw.get("predict_batch") or p.task.predict_batch_size(p.cfg))
     on_error = kw.get("on_error") or "stop"
@@ -319,5 +350,15 @@ def verb(name: str, verb_name: str, fn: Any, kw: dict[str, Any], flags: dict[str
     """An extra verb that takes the task's config (e.g. `gbp precompute`): same merge/finalize/seed, then fn."""
     p = prepare(name, verb_name, kw.get("config") or (), kw.get("set") or (), flags, quiet=bool(kw.get("quiet")),
                 debug=bool(kw.get("debug")), project=kw.get("project") or "runs", distributed=False)  # fmt: skip
+    if kw.get("check"):
+        return _checked(p.ctx, p.cfg)
     fn(p.cfg, p.ctx, kw)
+
+
+def _checked(ctx: Ctx, cfg: Mapping[str, Any]) -> None:
+    """--check: flags, config and paths are valid; print the final config as one JSON object and stop."""
+    from mlkit.core.console import emit
+
+    if ctx.is_main:
+        emit({"schema_version": 1, "task": ctx.task, "mode": ctx.mode, "check": "ok", "config": dict(cfg)})
 

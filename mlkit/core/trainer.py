@@ -231,7 +231,7 @@ class EpochLoop:
             )
         self.last_metrics = metrics
         if self.csv is not None:
-            self.csv.add(self.epoch, metrics)
+            self.csv.add(self.epoch + 1, metrics)  # people count epochs from 1: CSV, JSON and console agree
         value = metrics.get(self.monitor)
         better = value is not None and self.improved(value)
         if better:
@@ -264,7 +264,7 @@ class EpochLoop:
     def finish(self, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Write metrics.json (best epoch's metrics plus `metrics`) and return them."""
         out: dict[str, Any] = {**self.best_metrics, **{k: float(v) for k, v in (metrics or {}).items()}}
-        out["best_epoch"] = self.best_epoch
+        out["best_epoch"] = self.best_epoch + 1
         write_final(self.ctx, out)
         return out
 

@@ -59,7 +59,7 @@ def test_exist_ok_starts_a_fresh_results_csv(runs_dir):
     assert main([*common, "--epochs", "3"]) == 0
     assert main([*common, "--epochs", "2", "--exist-ok"]) == 0
     rows = (runs_dir / "toy" / "same" / "results.csv").read_text().splitlines()
-    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
 
 
 def test_concurrent_starts_get_distinct_run_dirs(tmp_path):
