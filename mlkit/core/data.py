@@ -34,3 +34,23 @@ def resolve_data(value: str, layout: str) -> Path:
         f"searched {searched}",
         f"Expected layout: {' '.join(layout.split())}. Pass a path to --data or set MLKIT_DATASETS.",
     )
+
+
+def pick_dataset(found: list[str], requested: str | None, where: str | Path) -> str:
+    """The one rule for folders that hold several datasets (Planetoid, TU, BMES variants, ...).
+
+    `requested` (from --dataset) matches case-insensitively; without it a folder must hold exactly one. A miss
+    or an ambiguous folder is a DataError (exit 3) that lists what the folder holds.
+    """
+    names = sorted(set(found))
+    if not names:
+        raise DataError("no dataset found", str(where), "Check the folder against the documented layout.")
+    if requested:
+        hits = [n for n in names if n.lower() == requested.lower()]
+        if len(hits) == 1:
+            return hits[0]
+        raise DataError(f"no dataset '{requested}' here", str(where), f"This folder holds: {', '.join(names)}.")
+    if len(names) > 1:
+        raise DataError(f"the folder holds {len(names)} datasets: {', '.join(names)}", str(where),
+                        "Pick one with --dataset NAME.")  # fmt: skip
+    return names[0]

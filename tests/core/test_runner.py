@@ -117,3 +117,16 @@ def test_listing_commands_write_to_stdout(capsys):
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out
     assert "toy" in out and "ner" in out
+
+
+def test_one_dataset_rule_for_multi_dataset_folders(tmp_path):
+    from mlkit.core.data import pick_dataset
+    from mlkit.core.errors import DataError
+
+    assert pick_dataset(["cora"], None, tmp_path) == "cora"
+    assert pick_dataset(["Citeseer", "cora"], "citeseer", tmp_path) == "Citeseer"
+    with pytest.raises(DataError, match="holds 2 datasets: Citeseer, cora"):  # the message itself
+        pick_dataset(["cora", "Citeseer"], None, tmp_path)
+    with pytest.raises(DataError) as info:
+        pick_dataset(["cora", "Citeseer"], "pubmed", tmp_path)
+    assert "This folder holds: Citeseer, cora" in info.value.line()
