@@ -99,6 +99,7 @@ def _config_opts(defaults: dict[str, Any], spec: TaskSpec, mode: str) -> list[Op
 def _output_opts(mode: str) -> list[Opt]:
     opts = [
         Opt("project", "--project", str, "runs", "Runs root folder."),
+        Opt("check", "--check", bool, False, "Validate flags, config and paths; print the final config as JSON; do not run."),
         Opt("quiet", "--quiet", bool, False, "No progress bars or info lines."),
         Opt("debug", "--debug", bool, False, "Show tracebacks."),
     ]
