@@ -24,7 +24,7 @@ import torch
 
 from mlkit.core.runtime import keep_freed_memory
 from mlkit.tasks.ner.data import jieba_dict_path, load_corpus, read_lexicon
-from mlkit.tasks.ner.run import build_model
+from mlkit.tasks.ner.decode import build_model
 from mlkit.tasks.ner.synth import write_corpus
 from mlkit.tasks.ner.vocab import build_vocab, collate
 

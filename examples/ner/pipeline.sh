@@ -27,5 +27,5 @@ python -m mlkit ner predict --model "$WORK/runs/ner/demo/weights/best.pt" --quie
   | head -n 5 | jq -c '{text, entities: [.entities[] | "\(.type):\(.text)@\(.start)"]}'
 
 # 5. the same as CoNLL columns (char tag), first sentence only
-python -m mlkit ner predict --model "$WORK/runs/ner/demo/weights/best.pt" --format conll --quiet \
+python -m mlkit ner predict --model "$WORK/runs/ner/demo/weights/best.pt" --output-format conll --quiet \
   < "$WORK/raw.txt" | awk 'NF == 0 { exit } { print }' | head -n 12

@@ -13,7 +13,7 @@ from mlkit.cli import main
 from mlkit.core import checkpoint
 from mlkit.tasks.ner import TINY
 from mlkit.tasks.ner.data import chunk_bounds, find_splits, load_corpus, raw_tokens, read_tagged, to_bmes
-from mlkit.tasks.ner.run import build_model, tag_sentences
+from mlkit.tasks.ner.decode import build_model, tag_sentences
 from mlkit.tasks.ner.synth import write_corpus
 from mlkit.tasks.ner.vocab import ARCHS, build_vocab, collate
 
@@ -181,7 +181,7 @@ def test_cli_train_eval_predict_pipeline(runs_dir, tmp_path, capsys):
             assert o["text"][e["start"] : e["end"]] == e["text"] and e["text"].strip() == e["text"]
             assert e["type"] in ("PER", "LOC", "ORG")
     assert (
-        main(["ner", "predict", "--model", str(best), "--input", str(inp), "--format", "conll", "--quiet"])
+        main(["ner", "predict", "--model", str(best), "--input", str(inp), "--output-format", "conll", "--quiet"])
         == 0
     )
     blocks = capsys.readouterr().out.split("\n\n")

@@ -54,7 +54,7 @@ SPEC = TaskSpec(
             modes=("train", "eval"),
         ),
         Flag(
-            "--format",
+            "--output-format",
             "predict.format",
             str,
             "Predict output: json (JSON lines) or conll ('char tag' lines).",
@@ -62,11 +62,12 @@ SPEC = TaskSpec(
         ),
     ),
     verbs={"synth": "mlkit.tasks.ner.cli:synth"},
+    rows="spans",
 )
 
 # Config overrides that make `mlkit ner train` (synthetic default data) finish in seconds on CPU.
 TINY = {
-    "epochs": 1,
+    "epochs": 2,
     "batch_size": 32,
     "model.hidden": 32,
     "synth.train": 120,
@@ -74,6 +75,3 @@ TINY = {
     "synth.test": 30,
     "synth.lexicon_size": 400,
 }
-
-# Raw sentences for predict on a model trained on the synthetic default (any text is valid input).
-SAMPLE_INPUTS = ["王小明在北京大学读书。", "", "  上海 东方明珠  ", "2018年5月,张三去了深圳。"]

@@ -178,7 +178,27 @@ def raw_tokens(line: str) -> tuple[list[str], list[int]]:
     return chars, offsets
 
 
+def data_root(cfg: dict) -> Path:
+    """The dataset folder: --data, or the synthetic corpus of spec §7A (built once into $MLKIT_CACHE)."""
+    if cfg["data"] is not None:
+        return Path(cfg["data"])
+    from mlkit.core.artifact import cached
+    from mlkit.tasks.ner.synth import write_corpus
+
+    s = {k: cfg["synth"][k] for k in ("chars", "lexicon_size", "train", "dev", "test", "seed")}
+    return cached("ner-synth", s, lambda tmp: write_corpus(tmp, **s))
+
+
 # --- lexicon ---
+def training_lexicon(cfg: dict, root: Path) -> tuple[list[str], str]:
+    """The lexicon's words and source: --lexicon, the synthetic corpus' lexicon.txt, or jieba's dict.txt."""
+    lc = cfg["lexicon"]
+    path = lc["path"]
+    if path is None:
+        path = root / "lexicon.txt" if cfg["data"] is None else jieba_dict_path()
+    return read_lexicon(Path(path), lc["min_len"], lc["max_len"], cfg["number_normalized"]), str(path)
+
+
 def jieba_dict_path() -> Path:
     """jieba's dict.txt inside the installed package."""
     try:

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mlkit.kernels.lattice import lattice_bi_schedule
 from mlkit.kernels.ner_trie import Trie, build_trie, match_many
-from mlkit.tasks.ner.data import normalize, seg_tags
+from mlkit.tasks.ner.data import (
+    chunk_bounds,
+    embedding_matrix,
+    lexicon_hash,
+    load_corpus,
+    normalize,
+    read_vectors,
+    seg_tags,
+    training_lexicon,
+)
 
 PAD, UNK, NONE = "<pad>", "<unk>", "<none>"
 BICHAR_END = "-null-"
@@ -85,8 +95,6 @@ class Vocab:
         return items
 
     def extra(self) -> dict[str, Any]:
-        from mlkit.tasks.ner.data import lexicon_hash
-
         return {
             "chars": self.chars,
             "bichars": self.bichars,
@@ -144,6 +152,53 @@ def build_vocab(
         words += [lexicon[i] for i in keep]
         freq += [float(counts.get(i, 0) + 1) for i in keep]
     return Vocab(arch, chars, bichars, words, labels, lexicon, freq, number_normalized)
+
+
+@dataclass
+class NerData:
+    """A training run's corpus, vocabularies, initial embeddings and encoded (chunked) training sentences."""
+
+    corpus: dict[str, list]
+    vocab: Vocab
+    init: dict[str, np.ndarray]
+    lex_src: str
+    items: list[dict]
+    lengths: np.ndarray
+
+
+def prepare(cfg: dict, root: Path, log: Callable[[str], Any], warn: Callable[[str], Any]) -> NerData:
+    """Read the corpus, lexicon and vectors; build vocabularies, initial embeddings and the training items."""
+    corpus = load_corpus(root, cfg["scheme"], cfg["dev_fraction"], cfg["seed"], warn)
+    arch, vc, norm = cfg["arch"], cfg["vectors"], cfg["number_normalized"]
+    lexicon, lex_src = training_lexicon(cfg, root) if arch in WORD_ARCHS else ([], "")
+    synth_vec = str(root / "words.vec") if cfg["data"] is None else None
+    word_src = vc["word"] if vc["word"] is not None else synth_vec
+    cv = read_vectors(vc["char"], norm) if vc["char"] else None
+    bv = read_vectors(vc["bichar"], norm) if vc["bichar"] and arch not in ("char", "lattice") else None
+    wv = read_vectors(word_src, norm) if word_src and arch in WORD_ARCHS else None
+    tags = [t for split in corpus.values() for _, t in split]
+    vocab = build_vocab(arch, [c for c, _ in corpus["train"]], tags, lexicon, cv, bv, wv, norm)
+    rng = np.random.default_rng(cfg["seed"])
+    mc = cfg["model"]
+    init: dict[str, np.ndarray] = {}
+    init["char"], hits_c = embedding_matrix(vocab.chars, mc["char_dim"], cv, True, rng)
+    if arch in BICHAR_ARCHS:
+        init["bichar"], _ = embedding_matrix(vocab.bichars, mc["bichar_dim"], bv, True, rng)
+    if arch in WORD_ARCHS:
+        init["word"], hits_w = embedding_matrix(vocab.words, mc["word_dim"], wv, False, rng)
+        init["word_freq"] = np.asarray(vocab.word_freq, dtype=np.float32)
+        log(
+            f"lexicon {lex_src}: {len(lexicon)} words (sha256 {lexicon_hash(lexicon)[:12]}), "
+            f"{len(vocab.words) - 3} with embedding rows, {hits_w} pretrained"
+        )
+    log(
+        f"data {root}: {', '.join(f'{k} {len(v)}' for k, v in corpus.items())} sentences; "
+        f"{len(vocab.chars)} chars ({hits_c} pretrained), labels {' '.join(vocab.labels)}"
+    )
+    max_len = cfg["max_len"]
+    chunks = [(c[a:b], t[a:b]) for c, t in corpus["train"] for a, b in chunk_bounds(c, max_len) if b > a]
+    items = vocab.encode([c for c, _ in chunks], [t for _, t in chunks])
+    return NerData(corpus, vocab, init, lex_src, items, np.asarray([len(it["chars"]) for it in items]))
 
 
 def collate(
