@@ -61,7 +61,8 @@ def prepped(raw, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
-    rc = main(["anomaly", "train", "--project", str(runs), "--device", "cpu", "--quiet", *_set_args(TINY)])
+    rc = main(["anomaly", "train", "--project", str(runs), "--device", "cpu", "--quiet", "--save-maps",
+               *_set_args(TINY)])  # fmt: skip
     assert rc == 0
     return runs
 
@@ -217,7 +218,7 @@ def test_tiny_roundtrip_checkpoint_eval_predict(trained, capsys):
     panels = list((run / "eval/maps/blob").glob("*.png"))
     assert panels and Image.open(panels[0]).size == (3 * 224, 224)
 
-    rgbs = sorted((run / "data/mvtec/blob/test").glob("*/rgb/*.png"))
+    rgbs = sorted((Path(ck["extra"]["data_root"]) / "blob/test").glob("*/rgb/*.png"))  # cached default data
     lines = [f"{rgbs[0]}\t{rgbs[0].parent.parent / 'xyz' / (rgbs[0].stem + '.tiff')}", str(rgbs[-1])]
     proc = subprocess.run(
         [sys.executable, "-m", "mlkit", "anomaly", "predict", "--project", str(trained), "--quiet"],
@@ -230,6 +231,43 @@ def test_tiny_roundtrip_checkpoint_eval_predict(trained, capsys):
     recs = [json.loads(x) for x in proc.stdout.decode().splitlines()]
     assert len(recs) == 2
     for r in recs:
-        assert {"score", "anomalous", "heatmap", "mask", "threshold"} <= set(r)
+        assert {"score", "label", "heatmap", "mask", "threshold"} <= set(r)
         assert Path(r["heatmap"]).is_file() and Path(r["mask"]).is_file()
-        assert r["anomalous"] == (r["score"] > r["threshold"])
+        assert r["label"] == (r["score"] > r["threshold"])
+
+
+def test_train_save_maps_and_resume_refused(trained, capsys):
+    """--save-maps works on train (maps next to the run), and --resume exits 2 with one line: M3DM is one-shot."""
+    run = next((trained / "anomaly").glob("train*"))
+    panels = list((run / "maps/blob").glob("*.png"))
+    assert panels and Image.open(panels[0]).size == (3 * 224, 224)
+    before = (run / "weights/best.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    rc = main(["anomaly", "train", "--project", str(trained), "--quiet", "--resume", "--name", run.name])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be resumed" in err[0] and "one pass" in err[0], err
+    assert (run / "weights/best.pt").stat().st_mtime_ns == before  # nothing retrained or overwritten
+
+
+def test_predict_records_from_folder_and_bad_line(trained, tmp_path):
+    """A folder given to --input expands to its rgb/xyz pairs; a bad line stops with exit 3 naming the input line."""
+    run = next((trained / "anomaly").glob("train*"))
+    root = Path(torch.load(run / "weights/best.pt", weights_only=True)["extra"]["data_root"])
+    folder = root / "blob/test/good"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlkit", "anomaly", "predict", "--project", str(trained), "--quiet", "--input",
+         str(folder)], capture_output=True, env=subprocess_env(), timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    rows = [json.loads(x) for x in proc.stdout.decode().splitlines()]
+    assert [r["id"] for r in rows] == [str(p) for p in sorted(folder.glob("rgb/*.png"))]
+    assert all(r["label"] in (0, 1) for r in rows)
+    bad = tmp_path / "in.txt"
+    bad.write_text(f"{sorted(folder.glob('rgb/*.png'))[0]}\n\n{tmp_path / 'nope.png'}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlkit", "anomaly", "predict", "--project", str(trained), "--quiet", "--input",
+         str(bad)], capture_output=True, env=subprocess_env(), timeout=300)  # fmt: skip
+    assert proc.returncode == 3
+    rows = [json.loads(x) for x in proc.stdout.decode().splitlines()]
+    assert len(rows) == 2 and rows[1] == {"id": 2, "error": "empty record"}
+    assert "input line 3" in proc.stderr.decode().strip().splitlines()[-1]

@@ -31,14 +31,10 @@ def synth(
 
 
 def preprocess(
-    data: Path = typer.Option(
-        ..., "--data", help="MVTec 3D-AD root (or one category folder); never modified."
-    ),
+    data: Path = typer.Option(..., "--data", help="MVTec 3D-AD root or one category (read only)."),
     out: Path = typer.Option(..., "--out", help="New root to write the preprocessed copy to."),
     cluster: str = typer.Option("grid", "--cluster", help="grid | dbscan | none"),
-    eyecandies: bool = typer.Option(
-        False, "--eyecandies", help="--data is raw Eyecandies: convert it to --out first."
-    ),
+    eyecandies: bool = typer.Option(False, "--eyecandies", help="Convert raw Eyecandies in --data to --out."),
     seed: int = typer.Option(0, "--seed", help="Seed of the RANSAC sampling."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
@@ -55,13 +51,10 @@ def preprocess(
 
         classes = convert_root(data, out)
         typer.echo(str(out))
-        make_console(quiet).print(
-            f"converted {len(classes)} Eyecandies classes into {out}; now run preprocess on it"
-        )
+        make_console(quiet).print(f"converted {len(classes)} Eyecandies classes to {out}; preprocess it next")
         return
-    cfg = yaml.safe_load(resources.files("mlkit.tasks.anomaly").joinpath("config.yaml").read_text())[
-        "preprocess"
-    ]
+    cfg = yaml.safe_load(resources.files("mlkit.tasks.anomaly").joinpath("config.yaml").read_text())
+    cfg = cfg["preprocess"]
     cfg["cluster"] = cluster
     console = make_console(quiet)
     on = progress_enabled(console, quiet)

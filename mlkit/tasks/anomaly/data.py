@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,3 +193,11 @@ def pair_from_line(line: str) -> tuple[Path, Path]:
         if not p.is_file():
             raise DataError(f"file not found: {p}", line[:80], "Give 'rgb.png<TAB>xyz.tiff' per line.")
     return rgb, xyz
+
+
+def pairs_under(folder: Path, pattern: str = "**/rgb/*.png") -> Iterator[str]:
+    """'rgb.png<TAB>xyz.tiff' for every rgb image under folder (sorted) that has its xyz partner."""
+    for p in sorted(Path(folder).glob(pattern)):
+        x = p.parent.parent / "xyz" / f"{p.stem}.tiff"
+        if x.is_file():
+            yield f"{p}\t{x}"

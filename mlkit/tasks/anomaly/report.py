@@ -73,3 +73,14 @@ def save_panel(path: Path, rgb: np.ndarray, amap: np.ndarray, gt: np.ndarray, lo
     gt3 = np.repeat((gt.astype(np.uint8) * 255)[..., None], 3, axis=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate([base, overlay(base, amap, lo, hi), gt3], axis=1)).save(path)
+
+
+def save_prediction(
+    folder: Path, stem: str, rgb: np.ndarray, amap: np.ndarray, pix_thr: float
+) -> tuple[Path, Path]:
+    """<stem>_heatmap.png (overlay) and <stem>_mask.png (map above the pixel threshold); returns both paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    heat, mask = folder / f"{stem}_heatmap.png", folder / f"{stem}_mask.png"
+    Image.fromarray(overlay(rgb, amap, pix_thr * 0.5, pix_thr * 1.5)).save(heat)
+    Image.fromarray(((amap > pix_thr) * 255).astype(np.uint8)).save(mask)
+    return heat, mask

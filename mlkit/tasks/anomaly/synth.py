@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -125,3 +126,25 @@ def _write(folder: Path, i: int, rgb: np.ndarray, xyz: np.ndarray, gt: np.ndarra
     tifffile.imwrite(folder / "xyz" / f"{i:03d}.tiff", xyz, photometric="rgb")
     if gt is not None:
         Image.fromarray(gt).save(folder / "gt" / f"{i:03d}.png")
+
+
+def embedded_root(cfg: dict[str, Any], track: Any, log: Any) -> Path:
+    """The embedded default (cfg synth, preprocess, seed): `blob` preprocessed once into the mlkit cache; its root."""
+    import shutil
+
+    from mlkit.core.artifact import cached
+    from mlkit.tasks.anomaly.preprocess import preprocess_root
+
+    seed, size, prep = int(cfg["seed"]), int(cfg["synth"]["size"]), cfg["preprocess"]
+    counts = {k: int(cfg["synth"][k]) for k in ("train", "validation", "test_good", "test_dent", "test_stain",
+                                                "test_combined")}  # fmt: skip
+
+    def build(tmp: Path) -> None:
+        write_dataset(tmp / "raw", seed, size, counts)
+        preprocess_root(tmp / "raw", tmp / "mvtec", prep, seed, track)
+        shutil.rmtree(tmp / "raw")  # `mlkit anomaly synth` writes the raw category
+
+    settings = {"seed": seed, "size": size, "counts": counts, "preprocess": prep}
+    root = cached("anomaly-blob", settings, build, log=log) / "mvtec"
+    log(f"synthetic `blob` category (preprocessed): {root}")
+    return root
