@@ -23,4 +23,4 @@ python -m mlkit gbp train --config "$HERE/config.yaml" --data "$GRAPH" --project
 
 # 4. predict: node ids on stdin, one JSON line each (a node outside the targets is propagated on demand)
 printf '0\n1\n2\n3\n' | python -m mlkit gbp predict --model "$WORK/runs/gbp/demo/weights/best.pt" --quiet \
-  | jq -c '{node, class, p: (.probs | max)}'
+  | jq -c '{id, label: .label, p: (.probs | max)}'

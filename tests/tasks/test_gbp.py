@@ -47,9 +47,9 @@ def test_train_eval_predict_on_the_embedded_graph(runs_dir, capsys, monkeypatch)
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"0\n17\n399\n")))
     assert main(["gbp", "predict", "--project", str(runs_dir), "--quiet"]) == 0
     out = _json_lines(capsys.readouterr().out)
-    assert [o["node"] for o in out] == [0, 17, 399]
+    assert [o["id"] for o in out] == [0, 17, 399]
     assert all(len(o["probs"]) == 5 and abs(sum(o["probs"]) - 1) < 1e-4 for o in out)
-    assert all(o["class"] == int(np.argmax(o["probs"])) for o in out)
+    assert all(o["label"] == int(np.argmax(o["probs"])) for o in out)
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"400\n")))
     assert main(["gbp", "predict", "--project", str(runs_dir), "--quiet"]) == 3  # no such node
 
@@ -79,10 +79,12 @@ def test_model_learns_the_planted_partition(runs_dir, graph_dir, capsys):
 
 def test_preset_fills_defaults_but_explicit_values_win():
     from mlkit.core.config import load_defaults, resolve
+    from mlkit.core.runner import explicit_keys
     from mlkit.tasks.gbp.data import apply_preset
 
     d = load_defaults("mlkit.tasks.gbp")
-    cfg = apply_preset(resolve(d, (), ["preset=citeseer", "propagation.alpha=0.3"]))
+    sets = ["preset=citeseer", "propagation.alpha=0.3"]
+    cfg = apply_preset(resolve(d, (), sets), explicit_keys((), sets, {}))
     assert cfg["propagation"]["alpha"] == 0.3  # set by the user
     assert cfg["propagation"]["rmax"] == 1e-5 and cfg["propagation"]["r"] == 0.4
     assert cfg["model"]["bias"] == "bn" and cfg["train"]["weight_decay"] == 0.2 and cfg["batch_size"] == 64
@@ -92,6 +94,32 @@ def test_preset_fills_defaults_but_explicit_values_win():
 
     with pytest.raises(UsageError):
         apply_preset(resolve(d, (), ["preset=nope"]))
+
+
+def test_preset_never_overrides_an_explicit_key_and_config_yaml_shows_its_values(runs_dir, capsys):
+    """--preset cora --seed 0 keeps seed 0 (0 is the default, so the old fill-the-defaults rule lost it); the
+    run's config.yaml holds the preset's values, and eval of that run keeps them (a preset applies once)."""
+    import yaml
+
+    from mlkit.core.config import load_defaults
+
+    cora = load_defaults("mlkit.tasks.gbp")["presets"]["cora"]
+    args = ["gbp", "train", "--project", str(runs_dir), "--preset", "cora", "--estimator", "auto", *TINY]
+    assert main([*args, "--seed", "0", "--name", "s0"]) == 0
+    assert main([*args, "--name", "dflt"]) == 0
+    s0 = yaml.safe_load((runs_dir / "gbp" / "s0" / "config.yaml").read_text())
+    dflt = yaml.safe_load((runs_dir / "gbp" / "dflt" / "config.yaml").read_text())
+    assert s0["seed"] == 0 and dflt["seed"] == cora["seed"] == 20159
+    for cfg in (s0, dflt):
+        assert cfg["propagation"]["estimator"] == "auto"  # explicit, although cora says push
+        assert cfg["batch_size"] == cora["batch_size"] == 16
+        assert cfg["propagation"]["alpha"] == cora["propagation"]["alpha"]
+        assert cfg["train"]["patience"] == cora["train"]["patience"] and cfg["preset_applied"] is True
+    capsys.readouterr()
+    assert main(["gbp", "eval", "--model", str(runs_dir / "gbp" / "s0"), "--json", "--quiet"]) == 0
+    ck = torch.load(runs_dir / "gbp" / "s0" / "weights" / "best.pt", weights_only=True)
+    assert ck["config"]["seed"] == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["val/f1"] == pytest.approx(ck["metrics"]["val/f1"])
 
 
 @pytest.mark.parametrize("estimator", ["push", "bidirectional", "exact"])
@@ -142,6 +170,20 @@ def test_precompute_cache_hits_and_key_changes(graph_dir, tmp_path):
     c = propagate_rows(g, dict(prop, rmax=1e-5), cache_dir=tmp_path)
     assert c.path != a.path and not np.array_equal(np.asarray(a.rows), np.asarray(c.rows))
     assert len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_a_broken_precompute_cache_entry_is_computed_again(graph_dir, tmp_path):
+    from mlkit.core.config import load_defaults
+    from mlkit.tasks.gbp.precompute import propagate_rows
+
+    g = load_graph(graph_dir)
+    prop = dict(load_defaults("mlkit.tasks.gbp")["propagation"], estimator="exact", levels=3)
+    want = np.asarray(propagate_rows(g, prop, cache_dir=tmp_path).rows).copy()
+    rows_file = next(p for p in tmp_path.glob("*.npy"))
+    rows_file.write_bytes(rows_file.read_bytes()[: rows_file.stat().st_size // 2])  # a killed write
+    again = propagate_rows(g, prop, cache_dir=tmp_path)
+    np.testing.assert_array_equal(np.asarray(again.rows), want)
+    assert not list(tmp_path.glob(".*"))  # no temp files left behind
 
 
 def test_bidirectional_row_does_not_depend_on_the_target_set(graph_dir):

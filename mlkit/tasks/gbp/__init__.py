@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from mlkit.core.registry import Flag, TaskSpec
 
+_PREP = ("train", "precompute")  # propagation flags: train and the precompute verb
+
 SPEC = TaskSpec(
     name="gbp",
     method="GBP (GnnBP): generalized-PageRank propagation precomputed by reverse push + random walks, then an MLP",
@@ -24,62 +26,30 @@ SPEC = TaskSpec(
     ),
     inputs="a node id (integer, 0-based) per line",
     flags=(
-        Flag(
-            "--preset",
-            "preset",
-            str,
-            "per-dataset defaults of the paper: cora citeseer pubmed ppi yelp amazon2m friendster",
-            modes=("train",),
-        ),
-        Flag(
-            "--estimator",
-            "propagation.estimator",
-            str,
-            "auto | push | bidirectional | exact",
-            modes=("train",),
-        ),
-        Flag("--weights", "propagation.weights", str, "ppr | heat | sgc | list", modes=("train",)),
-        Flag("--alpha", "propagation.alpha", float, "PPR teleport probability alpha", modes=("train",)),
-        Flag(
-            "--rmax",
-            "propagation.rmax",
-            float,
-            "push threshold r_max (relative to each column's l1 mass)",
-            modes=("train",),
-        ),
-        Flag(
-            "--r",
-            "propagation.r",
-            float,
-            "convolution coefficient r in T = D^(r-1) A D^(-r)",
-            modes=("train",),
-        ),
-        Flag(
-            "--walks",
-            "propagation.walks",
-            int,
-            "random walks per target node (bidirectional)",
-            modes=("train",),
-        ),
-        Flag(
-            "--inductive",
-            "train.inductive",
-            bool,
-            "propagate the training rows on the train-induced subgraph",
-            modes=("train",),
-        ),
-        Flag(
-            "--format",
-            "format",
-            str,
-            "data layout: auto | generic | gbp | saint | friendster | planetoid",
-            modes=("train", "eval", "predict"),
-        ),
+        Flag("--preset", "preset", str, "per-dataset defaults of the paper: cora citeseer pubmed ppi yelp "
+             "amazon2m friendster", modes=_PREP),  # fmt: skip
+        Flag("--estimator", "propagation.estimator", str, "auto | push | bidirectional | exact", modes=_PREP),
+        Flag("--weights", "propagation.weights", str, "ppr | heat | sgc | list", modes=_PREP),
+        Flag("--alpha", "propagation.alpha", float, "PPR teleport probability alpha", modes=_PREP),
+        Flag("--rmax", "propagation.rmax", float, "push threshold r_max (relative to each column's l1 mass)",
+             modes=_PREP),  # fmt: skip
+        Flag("--r", "propagation.r", float, "convolution coefficient r in T = D^(r-1) A D^(-r)", modes=_PREP),
+        Flag("--walks", "propagation.walks", int, "random walks per target (bidirectional)", modes=_PREP),
+        Flag("--levels", "propagation.levels", int, "propagation steps L (0: from tol)", modes=_PREP),
+        Flag("--targets", "propagation.targets", str, "splits | all | file of node ids", modes=_PREP),
+        Flag("--threads", "propagation.threads", int, "numba threads (0 = all cores)", modes=_PREP),
+        Flag("--inductive", "train.inductive", bool,
+             "propagate the training rows on the train-induced subgraph", modes=("train",)),
+        Flag("--format", "format", str, "data layout: auto | generic | gbp | saint | friendster | planetoid",
+             modes=("train", "eval", "predict", "precompute")),  # fmt: skip
+        Flag("--out", "propagation.cache_dir", str, "cache folder for the rows (propagation.cache_dir)",
+             modes=("precompute",)),  # fmt: skip
+        Flag("--shard", "", str, "compute column block i of N only: i/N", modes=("precompute",)),
+        Flag("--merge", "", int, "merge N finished shards into the full result", modes=("precompute",)),
     ),
-    verbs={
-        "synth": "mlkit.tasks.gbp.cli:synth",
-        "precompute": "mlkit.tasks.gbp.cli:precompute",
-    },
+    verbs={"synth": "mlkit.tasks.gbp.cli:synth"},
+    config_verbs={"precompute": "mlkit.tasks.gbp.cli:precompute"},
+    rows="classification",
 )
 
 # Overrides that make `mlkit gbp train` (no --data: a small synthetic graph) finish in seconds on CPU.

@@ -1,4 +1,6 @@
-"""Extra verbs of `mlkit gbp`: `synth` (write a planted-partition graph) and `precompute` (propagate and cache).
+"""Extra verbs of `mlkit gbp`: `synth` (write a planted-partition graph) and `precompute` (propagate, cache).
+
+`precompute` is a config verb: the runner merges and finalizes the config (presets included) as for train.
 
 Light module: numpy, torch and the kernels are imported inside the command bodies.
 """
@@ -6,7 +8,7 @@ Light module: numpy, torch and the kernels are imported inside the command bodie
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -49,141 +51,67 @@ def synth(
     sys.stdout.write(f"{out}\n")
 
 
-def precompute(
-    data: Optional[str] = typer.Option(  # noqa: UP045
-        None, "--data", help="Dataset folder (any layout); default: the synthetic graph."
-    ),  # noqa: UP045
-    config: Optional[list[str]] = typer.Option(None, "--config", help="YAML config file(s)."),  # noqa: UP045
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config key: a.b=value."),  # noqa: UP045
-    preset: Optional[str] = typer.Option(  # noqa: UP045
-        None, "--preset", help="Per-dataset defaults (cora, ppi, friendster, ...)."
-    ),  # noqa: UP045
-    estimator: Optional[str] = typer.Option(None, "--estimator", help="auto | push | bidirectional | exact."),  # noqa: UP045
-    weights: Optional[str] = typer.Option(None, "--weights", help="ppr | heat | sgc | list."),  # noqa: UP045
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="PPR alpha."),  # noqa: UP045
-    rmax: Optional[float] = typer.Option(None, "--rmax", help="Push threshold (relative)."),  # noqa: UP045
-    r: Optional[float] = typer.Option(None, "--r", help="Convolution coefficient r."),  # noqa: UP045
-    walks: Optional[int] = typer.Option(None, "--walks", help="Walks per target."),  # noqa: UP045
-    levels: Optional[int] = typer.Option(None, "--levels", help="Propagation steps L (0: from tol)."),  # noqa: UP045
-    targets: Optional[str] = typer.Option(None, "--targets", help="splits | all | file of node ids."),  # noqa: UP045
-    threads: Optional[int] = typer.Option(None, "--threads", help="Numba threads (0 = all cores)."),  # noqa: UP045
-    out: Optional[str] = typer.Option(  # noqa: UP045
-        None, "--out", help="Cache folder for the rows (propagation.cache_dir)."
-    ),  # noqa: UP045
-    shard: Optional[str] = typer.Option(None, "--shard", help="Compute column block i of N only: i/N."),  # noqa: UP045
-    merge: int = typer.Option(0, "--merge", help="Merge N finished shards into the full result."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the random walks."),  # noqa: UP045
-    device: str = typer.Option("cpu", "--device", help="cpu, or cuda[:N] for the exact estimator."),
-    quiet: bool = typer.Option(False, "--quiet", help="No tables or info lines."),
-) -> None:
+def precompute(cfg: dict[str, Any], ctx: Any, kw: dict[str, Any]) -> None:
     """Propagate the features (push | bidirectional | exact) and cache float32 rows; prints one JSON line.
 
     Under torchrun every rank computes the feature-column shard of its rank and rank 0 assembles them.
     """
     import time
 
-    from mlkit.core.config import load_defaults, resolve
     from mlkit.core.console import emit, make_console
-    from mlkit.core.data import resolve_data
-    from mlkit.core.registry import get_spec
+    from mlkit.core.errors import UsageError
     from mlkit.core.runtime import close_distributed, dist_from_env, init_distributed
     from mlkit.tasks.gbp.data import (
-        apply_preset,
         build_rows,
         cache_dir,
         load_dataset,
         standardizer,
         targets_of,
+        timing_table,
     )
     from mlkit.tasks.gbp.precompute import cache_key, merge_shards, parse_shard, plan, propagate_rows
 
-    flags: dict[str, Any] = {
-        "preset": preset,
-        "propagation.estimator": estimator,
-        "propagation.weights": weights,
-        "propagation.alpha": alpha,
-        "propagation.rmax": rmax,
-        "propagation.r": r,
-        "propagation.walks": walks,
-        "propagation.levels": levels,
-        "propagation.targets": targets,
-        "propagation.threads": threads,
-        "propagation.cache_dir": out,
-        "seed": seed,
-    }
-    cfg = resolve(load_defaults("mlkit.tasks.gbp"), config or (), set_ or (), flags)
-    if data:
-        cfg["data"] = str(resolve_data(data, get_spec("gbp").layout).resolve())
-    cfg = apply_preset(cfg)
-    dist = dist_from_env()
+    shard, merge, quiet = kw.get("t_shard"), int(kw.get("t_merge") or 0), bool(kw.get("quiet"))
+    device = kw.get("device") or "cpu"  # precompute runs on the CPU unless --device names another
+    dist = dist_from_env()  # the runner starts no process group for config verbs: the shards need one
     console = make_console(quiet or dist.rank != 0)
+    if shard and dist.enabled:
+        raise UsageError("--shard and torchrun both pick shards", None, "Use one of them.")
     init_distributed(dist, "cpu")
     try:
         t0 = time.perf_counter()
-        g = load_dataset(cfg, None, console.print)
+        g = load_dataset(cfg, console.print)
         load_s = time.perf_counter() - t0
-        cdir = cache_dir(cfg)
-        if shard and dist.enabled:
-            from mlkit.core.errors import UsageError
-
-            raise UsageError("--shard and torchrun both pick shards", None, "Use one of them.")
+        cdir, prop, seed = cache_dir(cfg), cfg["propagation"], int(cfg["seed"])
         mean, std = standardizer(cfg, g)
         tg = targets_of(cfg, g)
+        common = {"targets": tg, "seed": seed, "cache_dir": cdir, "mean": mean, "std": std, "device": device,
+                  "log": console.print}  # fmt: skip
         if merge or dist.enabled:
-            count = merge or dist.world_size
-            prop = cfg["propagation"]
             if dist.enabled:
-                propagate_rows(
-                    g,
-                    prop,
-                    targets=tg,
-                    seed=int(cfg["seed"]),
-                    cache_dir=cdir,
-                    shard=(dist.rank, dist.world_size),
-                    mean=mean,
-                    std=std,
-                    device=device,
-                    log=console.print,
-                )
                 import torch.distributed as tdist
 
+                propagate_rows(g, prop, shard=(dist.rank, dist.world_size), **common)
                 tdist.barrier()
             res = None
             if dist.rank == 0:
-                _, _, params, tgt = plan(g, prop, tg, int(cfg["seed"]))
-                res = merge_shards(cdir, cache_key(g, params, tgt, mean, std), count, g.num_nodes)
+                _, _, params, tgt = plan(g, prop, tg, seed)
+                key = cache_key(g, params, tgt, mean, std)
+                res = merge_shards(cdir, key, merge or dist.world_size, g.num_nodes)
             if dist.enabled:
                 tdist.barrier()
             if res is None:
                 return
         elif shard:
-            res = propagate_rows(
-                g,
-                cfg["propagation"],
-                targets=tg,
-                seed=int(cfg["seed"]),
-                cache_dir=cdir,
-                shard=parse_shard(shard),
-                mean=mean,
-                std=std,
-                device=device,
-                log=console.print,
-            )
+            res = propagate_rows(g, prop, shard=parse_shard(shard), **common)
         else:
             rows = build_rows(cfg, g, device, console.print)
             if not quiet:
-                from mlkit.tasks.gbp.run import timing_table
-
                 console.print(timing_table(rows, load_s))
             res = rows.full
-        emit(
-            {
-                "rows": str(res.path),
-                "nodes": None if res.nodes is None else str(res.path.with_name(res.path.stem + ".nodes.npy")),
-                "shape": list(res.rows.shape),
-                "estimator": res.estimator,
-                "timings": {"load": round(load_s, 4), **{k: round(v, 4) for k, v in res.timings.items()}},
-            }
-        )
+        nodes = None if res.nodes is None else str(res.path.with_name(res.path.stem + ".nodes.npy"))
+        timings = {"load": round(load_s, 4), **{k: round(v, 4) for k, v in res.timings.items()}}
+        emit({"rows": str(res.path), "nodes": nodes, "shape": list(res.rows.shape),
+              "estimator": res.estimator, "timings": timings})  # fmt: skip
     finally:
         close_distributed()

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,53 +17,62 @@ SPLITS = ("train", "val", "test")
 
 
 # ------------------------------------------------------------------------------------ config
-def apply_preset(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Fill the keys left at their default with the preset's values (keys set to other values win)."""
+def apply_preset(cfg: dict[str, Any], explicit: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Fill every key the user did not set (`explicit`, dotted) with the preset's value, once.
+
+    `preset_applied` marks a config that already holds the preset's values (a saved run's), so finalizing it
+    again (eval, predict, --resume) keeps the values the run used.
+    """
     name = cfg.get("preset")
-    if not name:
+    if not name or cfg.get("preset_applied"):
         return cfg
     from mlkit.core.config import load_defaults
 
-    defaults = load_defaults("mlkit.tasks.gbp")
-    presets = cfg.get("presets") or defaults["presets"]
+    presets = cfg.get("presets") or load_defaults("mlkit.tasks.gbp")["presets"]
     if name not in presets:
         raise UsageError(f"unknown preset '{name}'", "--preset", f"Use one of: {', '.join(sorted(presets))}.")
     out = copy.deepcopy(cfg)
 
-    def fill(node: dict[str, Any], dflt: dict[str, Any], values: dict[str, Any], where: str) -> None:
+    def fill(node: dict[str, Any], values: dict[str, Any], where: str) -> None:
         for key, value in values.items():
             if key not in node:
                 raise UsageError(f"preset '{name}' sets unknown key '{where}{key}'", "config.yaml presets")
             if isinstance(value, dict):
-                fill(node[key], dflt[key], value, f"{where}{key}.")
-            elif node[key] == dflt.get(key):
+                fill(node[key], value, f"{where}{key}.")
+            elif f"{where}{key}" not in explicit:
                 node[key] = value
 
-    fill(out, defaults, presets[name], "")
+    fill(out, presets[name], "")
+    out["preset_applied"] = True
     return out
 
 
 def cache_dir(cfg: dict[str, Any]) -> Path:
-    """propagation.cache_dir, else $MLKIT_CACHE/gbp, else ~/.cache/mlkit/gbp."""
+    """propagation.cache_dir, else <cache root>/gbp ($MLKIT_CACHE, else ~/.cache/mlkit)."""
     if cfg["propagation"].get("cache_dir"):
         return Path(cfg["propagation"]["cache_dir"]).expanduser()
-    root = os.environ.get("MLKIT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", "~/.cache"), "mlkit"
-    )
-    return Path(root).expanduser() / "gbp"
+    from mlkit.core.artifact import cache_root
+
+    return cache_root() / "gbp"
 
 
 # ------------------------------------------------------------------------------------ dataset
-def synth_dir(cfg: dict[str, Any], run_dir: Path | None) -> Path:
-    """Where the embedded default graph lives: <run>/data when training, else a temp folder keyed by its settings."""
+def synth_dir(cfg: dict[str, Any], log: Any = None) -> Path:
+    """The embedded default graph, built once into the shared cache (keyed by section synth and the seed)."""
+    from mlkit.core.artifact import cached
+    from mlkit.graph.synth import planted_partition
+
     s = cfg["synth"]
-    key = hashlib.sha1(json.dumps({**s, "seed": cfg["seed"]}, sort_keys=True).encode()).hexdigest()[:12]
-    if run_dir is not None:
-        return run_dir / "data"
-    return Path(tempfile.gettempdir()) / f"mlkit-gbp-synth-{key}"
+
+    def build(tmp: Path) -> None:
+        fracs = (float(s["train_frac"]), float(s["val_frac"]), float(s["test_frac"]))
+        planted_partition(tmp, int(s["nodes"]), int(s["classes"]), int(s["features"]), float(s["degree"]),
+                          fracs=fracs, seed=int(cfg["seed"]), progress=log)  # fmt: skip
+
+    return cached("gbp-synth", {**s, "seed": int(cfg["seed"])}, build, log=log)
 
 
-def load_dataset(cfg: dict[str, Any], run_dir: Path | None = None, log: Any = None) -> Graph:
+def load_dataset(cfg: dict[str, Any], log: Any = None) -> Graph:
     """The graph of cfg["data"] (any layout), or the embedded synthetic graph when data is null."""
     from mlkit.graph.io import load_graph
 
@@ -84,31 +89,7 @@ def load_dataset(cfg: dict[str, Any], run_dir: Path | None = None, log: Any = No
             name = preset  # a folder with several datasets: the preset names the one to use
         g = load_graph(cfg["data"], cfg.get("format") or "auto", name)
     else:
-        from mlkit.graph.synth import planted_partition
-
-        d = synth_dir(cfg, run_dir)
-        if not (d / "meta.json").exists():
-            import shutil
-
-            s = cfg["synth"]
-            tmp = d.with_name(
-                f"{d.name}.tmp{os.getpid()}"
-            )  # build aside, then rename: safe between processes
-            planted_partition(
-                tmp,
-                int(s["nodes"]),
-                int(s["classes"]),
-                int(s["features"]),
-                float(s["degree"]),
-                fracs=(float(s["train_frac"]), float(s["val_frac"]), float(s["test_frac"])),
-                seed=int(cfg["seed"]),
-                progress=log,
-            )
-            try:
-                os.replace(tmp, d)
-            except OSError:  # another process finished first (the folder exists and is not empty)
-                shutil.rmtree(tmp, ignore_errors=True)
-        g = load_graph(d)
+        g = load_graph(synth_dir(cfg, log))
     check(g, cfg.get("data") or "synthetic")
     return g
 
@@ -166,6 +147,19 @@ class SplitRows:
             return np.asarray(self.train.rows, dtype=np.float32)
         return self.full.take(getattr(g, f"{split}_idx"))
 
+    def of_nodes(self, cfg: dict[str, Any], g: Graph, nodes: np.ndarray) -> np.ndarray:
+        """Rows of any node ids (outside the bidirectional targets: propagated now; rows do not depend on S)."""
+        x = np.empty((nodes.shape[0], self.full.rows.shape[1]), dtype=np.float32)
+        known = self.full.position(nodes) >= 0
+        if known.any():
+            x[known] = self.full.take(nodes[known])
+        if not known.all():
+            mean, std = standardizer(cfg, g)
+            new = nodes[~known]
+            prop, seed = cfg["propagation"], int(cfg["seed"])
+            x[~known] = propagate_rows(g, prop, targets=np.unique(new), seed=seed, mean=mean, std=std).take(new)
+        return x
+
 
 def build_rows(cfg: dict[str, Any], g: Graph, device: str = "cpu", log: Any = None) -> SplitRows:
     """Precompute (or reuse from cache) the propagated features of the splits (spec §2.2-2.4)."""
@@ -212,3 +206,19 @@ def labels_of(g: Graph, ids: np.ndarray) -> np.ndarray:
     """Labels of node ids (int64 classes or float32 0/1 rows)."""
     lab = np.asarray(g.labels[ids])
     return lab.astype(np.float32) if g.multilabel else lab.astype(np.int64)
+
+
+def timing_table(rows: SplitRows, load_s: float) -> Any:
+    """The precompute timing breakdown as a rich Table."""
+    from rich.table import Table
+
+    table = Table(title="gbp precompute")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_row("load", f"{load_s:.3f}")
+    for tag, res in (("", rows.full), ("train subgraph ", rows.train)):
+        if res is None:
+            continue
+        for k, v in res.timings.items():
+            table.add_row(f"{tag}{k} ({res.estimator})", f"{v:.3f}")
+    return table

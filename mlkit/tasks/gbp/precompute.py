@@ -360,12 +360,20 @@ def _exact_torch(indptr, indices, features, c0, c1, w, r, mean, std, device):  #
 
 # ------------------------------------------------------------------------------------ cache files
 def save(cache_dir: Path, name: str, res: Propagated, params: dict[str, Any]) -> Propagated:
-    """Write rows (+ node ids, + meta) atomically and return the memory-mapped result."""
+    """Write rows (+ node ids) aside and rename them into place, then the meta last; return the memory map.
+
+    The meta file marks a complete entry: a killed write leaves no meta (or a meta whose shapes the files do
+    not match), and `load_cached` treats that as a miss, so the rows are computed again.
+    """
+    import os
+
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".{name}.tmp.npy"
-    np.save(tmp, res.rows)
+    tag = f"tmp{os.getpid()}"
     if res.nodes is not None:
-        np.save(cache_dir / f"{name}.nodes.npy", res.nodes)
+        np.save(cache_dir / f".{name}.nodes.{tag}.npy", res.nodes)
+        os.replace(cache_dir / f".{name}.nodes.{tag}.npy", cache_dir / f"{name}.nodes.npy")
+    np.save(cache_dir / f".{name}.{tag}.npy", res.rows)
+    os.replace(cache_dir / f".{name}.{tag}.npy", cache_dir / f"{name}.npy")
     meta = {
         "estimator": res.estimator,
         "shape": list(res.rows.shape),
@@ -374,28 +382,31 @@ def save(cache_dir: Path, name: str, res: Propagated, params: dict[str, Any]) ->
         "params": params,
         "timings": res.timings,
     }
-    (cache_dir / f"{name}.json").write_text(json.dumps(meta, indent=1))
-    tmp.replace(cache_dir / f"{name}.npy")
-    return load_cached(cache_dir, name, res.num_nodes, res.timings)  # type: ignore[return-value]
+    (cache_dir / f".{name}.{tag}.json").write_text(json.dumps(meta, indent=1))
+    os.replace(cache_dir / f".{name}.{tag}.json", cache_dir / f"{name}.json")
+    found = load_cached(cache_dir, name, res.num_nodes, res.timings)
+    if found is None:
+        raise OSError(f"precompute cache entry {cache_dir / name}.npy did not verify after writing it")
+    return found
 
 
 def load_cached(
     cache_dir: Path, name: str, num_nodes: int, timings: dict[str, float] | None = None
 ) -> Propagated | None:
-    """The cached result `name`, memory-mapped, or None."""
+    """The cached result `name`, memory-mapped, or None (missing, or incomplete: shapes unlike its meta)."""
     rows_p, meta_p = cache_dir / f"{name}.npy", cache_dir / f"{name}.json"
     if not (rows_p.exists() and meta_p.exists()):
         return None
-    meta = json.loads(meta_p.read_text())
-    nodes = np.load(cache_dir / f"{name}.nodes.npy") if meta.get("has_nodes") else None
-    return Propagated(
-        np.load(rows_p, mmap_mode="r"),
-        nodes,
-        num_nodes,
-        meta["estimator"],
-        dict(timings if timings is not None else meta.get("timings", {})),
-        rows_p,
-    )
+    try:
+        meta = json.loads(meta_p.read_text())
+        rows = np.load(rows_p, mmap_mode="r")
+        nodes = np.load(cache_dir / f"{name}.nodes.npy") if meta.get("has_nodes") else None
+        if list(rows.shape) != list(meta["shape"]) or (nodes is not None and nodes.shape[0] != rows.shape[0]):
+            return None
+    except (OSError, ValueError, KeyError):
+        return None
+    kept = dict(timings if timings is not None else meta.get("timings", {}))
+    return Propagated(rows, nodes, num_nodes, meta["estimator"], kept, rows_p)
 
 
 def merge_shards(cache_dir: Path, key: str, count: int, num_nodes: int) -> Propagated:
