@@ -192,7 +192,8 @@ def build_app() -> typer.Typer:
         for tname in task_table():
             spec = get_spec(tname)
             rows.append(
-                {"task": tname, "method": spec.method, "paper": spec.paper, "modes": [*spec.modes, *spec.verbs]}
+                {"task": tname, "method": spec.method, "paper": spec.paper,
+                 "modes": [*spec.modes, *spec.verbs, *spec.config_verbs]}
             )
         if as_json:
             emit({"tasks": rows})

@@ -62,6 +62,15 @@ def explicit_keys(files: Iterable[str], sets: Iterable[str], flags: Mapping[str,
     return frozenset(keys)
 
 
+def _dotted_keys(node: Mapping[str, Any], prefix: str = "") -> frozenset[str]:
+    keys: set[str] = set()
+    for k, v in node.items():
+        keys.add(f"{prefix}{k}")
+        if isinstance(v, Mapping):
+            keys |= _dotted_keys(v, f"{prefix}{k}.")
+    return frozenset(keys)
+
+
 def prepare(
     name: str,
     mode: str,
@@ -86,6 +95,8 @@ def prepare(
     defaults = load_defaults(task_table()[name])
     cfg = resolve(defaults, files, sets, flags, base)
     explicit = explicit_keys(files, sets, flags)
+    if base:  # a saved run's config is final as a whole: a preset never applies to it again
+        explicit = explicit | _dotted_keys(base)
     tiny = tiny_overrides(name) if mode == "train" else {}
     if tiny:  # MLKIT_TINY=1: the task's TINY settings win over everything (docs tests, smoke runs)
         from mlkit.core.config import merge, set_dotted

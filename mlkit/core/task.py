@@ -61,8 +61,8 @@ class Task:
         """Return the final config: presets (never over `explicit` keys), derived values, value checks.
 
         `explicit` holds the dotted keys the user set (flags, --set, --config); a preset fills only the
-        others. Raise UsageError (exit 2) for a bad value. Must be idempotent: eval and predict finalize
-        the checkpoint's (already final) config again.
+        others. For eval, predict and --resume every key of the saved config counts as explicit (it is
+        final), so a preset never applies twice. Raise UsageError (exit 2) for a bad value. Idempotent.
         """
         return cfg
 

@@ -18,13 +18,12 @@ SPLITS = ("train", "val", "test")
 
 # ------------------------------------------------------------------------------------ config
 def apply_preset(cfg: dict[str, Any], explicit: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Fill every key the user did not set (`explicit`, dotted) with the preset's value, once.
+    """Fill every key the user did not set (`explicit`, dotted) with the preset's value.
 
-    `preset_applied` marks a config that already holds the preset's values (a saved run's), so finalizing it
-    again (eval, predict, --resume) keeps the values the run used.
+    A saved run's config (eval, predict, --resume) arrives with every key explicit, so it keeps its values.
     """
     name = cfg.get("preset")
-    if not name or cfg.get("preset_applied"):
+    if not name:
         return cfg
     from mlkit.core.config import load_defaults
 
@@ -43,7 +42,6 @@ def apply_preset(cfg: dict[str, Any], explicit: frozenset[str] = frozenset()) ->
                 node[key] = value
 
     fill(out, presets[name], "")
-    out["preset_applied"] = True
     return out
 
 
