@@ -16,5 +16,5 @@ python -m mlkit framelet train --config "$HERE/config.yaml" --data "$WORK/data/h
   --project "$WORK/runs" --name demo --quiet --json \
   | python -c 'import json, sys; m = json.load(sys.stdin)["metrics"]; print({k: round(m[k], 4) for k in ("test/acc", "test/acc_std", "shrink/zero_frac")})'
 
-# 3. predict: node ids on stdin, one JSON line each ({"node", "pred", "prob"})
+# 3. predict: node ids on stdin, one JSON line each ({"id", "label", "probs"})
 printf '0\n1\n2\n3\n' | python -m mlkit framelet predict --model "$WORK/runs/framelet/demo/weights/best.pt" --quiet

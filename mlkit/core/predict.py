@@ -9,7 +9,8 @@ outputs of every earlier record are written (`--on-error skip` writes an error r
 Output rows (documented in docs/adding-a-task.md, checked by `check_row`): every JSON row has "id" (the
 record's identifier: a node/graph id, a path, or the 1-based input line number); classification-like rows add
 "label" (int, or a list of ints when multi-label) and "probs" (list of floats); scored rows add "score";
-span rows add "text" and "entities" (each {"start", "end", "type", "text"}); an error row is {"id", "error"}.
+span rows add "text" and "entities" (each {"start", "end", "type", "text"}); regression rows add "value" (list
+of floats); an error row is {"id", "error"}.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def stream(p: Any, restored: Any, lines: Iterable[str], out_path: str, size: int
             out.close()
 
 
-ROW_KINDS = ("classification", "score", "spans")
+ROW_KINDS = ("classification", "score", "spans", "regression")
 
 
 def check_row(row: Any, kind: str) -> None:
@@ -156,6 +157,9 @@ def check_row(row: Any, kind: str) -> None:
     elif kind == "score":
         if not isinstance(row.get("score"), num) or not isinstance(row.get("label"), int):
             raise ValueError(f"score row needs float 'score' and int 'label': {row!r}")
+    elif kind == "regression":
+        if not isinstance(row.get("value"), list) or not all(isinstance(v, num) for v in row["value"]):
+            raise ValueError(f"regression row needs a list 'value': {row!r}")
     elif kind == "spans":
         if not isinstance(row.get("text"), str) or not isinstance(row.get("entities"), list):
             raise ValueError(f"span row needs 'text' and 'entities': {row!r}")

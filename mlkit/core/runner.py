@@ -1,7 +1,7 @@
 """The run lifecycle of every task, in one order:
 
     merge config -> task.finalize -> device -> seed -> run dir with the final config.yaml
-    -> repetitions x (EpochLoop over the task's train_epoch/validate, monitor from its spec) or one-shot fit
+    -> repetitions x (EpochLoop over the task's train_epoch/validate, monitor from task.monitor) or one-shot fit
     -> best/last checkpoints, results.csv, metrics.json, results.png -> report
 
 eval and predict restore a checkpoint through the task's hooks; predict streams (mlkit.core.predict).
@@ -281,11 +281,12 @@ def _train(task: Task, spec: TaskSpec, cfg: dict[str, Any], ctx: Ctx, resume: di
         start = int(ts.get("rep", 0))
         carry = dict(ts.get("carry") or carry)
     extra = task.checkpoint_extra(cfg, ctx, data)
+    monitor, monitor_mode = task.monitor(cfg)
     for rep in ctx.track(range(start, reps), "repetitions") if reps > 1 else range(start, reps):
         model = task.build_model(cfg, ctx, data)
         opt, sched = task.build_optimizer(cfg, model)
         st = TrainState(data=data, model=model, net=ctx.wrap(model), optimizer=opt, scheduler=sched, rep=rep)
-        loop = EpochLoop(ctx, cfg, model, opt, sched, monitor=spec.monitor, mode=spec.monitor_mode,
+        loop = EpochLoop(ctx, cfg, model, opt, sched, monitor=monitor, mode=monitor_mode,
                          patience=task.patience(cfg), extra=extra, rep=rep, carry=carry,
                          resume=resume if (resume is not None and rep == start) else None)  # fmt: skip
         for epoch in loop:

@@ -70,6 +70,10 @@ class Task:
         """How many independent repetitions (fresh initialisation) to train; their metrics are averaged."""
         return 1
 
+    def monitor(self, cfg: Mapping[str, Any]) -> tuple[str, str]:
+        """(metric, "max" | "min") that picks best.pt and drives early stopping; default: the spec's."""
+        return self.spec.monitor, self.spec.monitor_mode
+
     def patience(self, cfg: Mapping[str, Any]) -> int | None:
         """Epochs without improvement of the monitor before early stopping (None: never stop early)."""
         return None

@@ -38,7 +38,9 @@ def test_train_eval_predict_default(runs_dir, capsys, tmp_path):
     m = out["metrics"]
     assert m["reps"] == 2 and 0 <= m["test/acc"] <= 1 and m["test/acc_std"] >= 0 and m["saved_rep"] == 0
     run = Path(out["run_dir"])
-    assert (run / "data" / "edges.npy").exists()  # the synthesised default graph is kept with the run
+    assert (run / "weights" / "best.pt").exists()
+    # the synthesised default graph is kept in the cache, in the generic layout (train/eval/predict share it)
+    assert len(list((tmp_path / "cache").glob("framelet-csbm-*/edges.npy"))) == 1
     rc = main(["framelet", "eval", "--project", str(runs_dir), "--device", "cpu", "--quiet", "--json"])
     ev = json.loads(capsys.readouterr().out)["metrics"]
     assert rc == 0 and ev["test/acc"] == pytest.approx(
@@ -51,8 +53,8 @@ def test_train_eval_predict_default(runs_dir, capsys, tmp_path):
                "--input", str(inp), "--output", str(outp)]  # fmt: skip
     rc = main(predict)
     rows = [json.loads(line) for line in outp.read_text().splitlines()]
-    assert rc == 0 and [r["node"] for r in rows] == [0, 5, 239]
-    assert all(abs(sum(r["prob"]) - 1) < 1e-4 and r["pred"] == int(np.argmax(r["prob"])) for r in rows)
+    assert rc == 0 and [r["id"] for r in rows] == [0, 5, 239]
+    assert all(abs(sum(r["probs"]) - 1) < 1e-4 and r["label"] == int(np.argmax(r["probs"])) for r in rows)
     inp.write_text("0\n240\n")
     assert main(predict) == 3
     inp.write_text("zero\n")
@@ -155,7 +157,7 @@ def test_graph_level_pooling(runs_dir, capsys, tmp_path):
         ]
     )
     rows = [json.loads(line) for line in outp.read_text().splitlines()]
-    assert rc == 0 and [r["graph"] for r in rows] == [0, 39] and all(r["pred"] in (0, 1) for r in rows)
+    assert rc == 0 and [r["id"] for r in rows] == [0, 39] and all(r["label"] in (0, 1) for r in rows)
     rc = main(["framelet", "eval", "--project", str(runs_dir), "--device", "cpu", "--quiet", "--json"])
     assert rc == 0 and "test/acc" in json.loads(capsys.readouterr().out)["metrics"]
     # node-level data with a graph arch, and graph arch with no data: clear errors

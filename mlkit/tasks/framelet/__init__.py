@@ -1,11 +1,14 @@
 """UFG: undecimated framelet graph convolution (UFGConv-R / UFGConv-S), shrinkage and framelet pooling.
 
-Light module: the CLI reads SPEC, TINY and SAMPLE_INPUTS from here without importing torch.
+Light module: the CLI reads SPEC, TINY and SAMPLE_INPUTS from here without importing torch; the hooks
+are in task.py.
 """
 
 from __future__ import annotations
 
 from mlkit.core.registry import Flag, TaskSpec
+
+_T, _TE = ("train",), ("train", "eval")
 
 SPEC = TaskSpec(
     name="framelet",
@@ -30,58 +33,37 @@ SPEC = TaskSpec(
         Flag(
             "--dataset", "name", str, "dataset name inside a multi-dataset folder (planetoid: cora, citeseer)"
         ),
-        Flag("--frame", "framelet.frame", str, "filter bank: haar | linear | quadratic", modes=("train",)),
-        Flag("--lev", "framelet.lev", int, "number of framelet levels Lev", modes=("train",)),
-        Flag("--dilation", "framelet.s", float, "dilation factor s > 1", modes=("train",)),
-        Flag("--cheb", "framelet.n", int, "Chebyshev coefficients n (degree n-1)", modes=("train",)),
-        Flag(
-            "--operator",
-            "framelet.operator",
-            str,
-            "auto | matrix-free | materialized",
-            modes=("train", "eval", "predict"),
-        ),
+        Flag("--frame", "framelet.frame", str, "filter bank: haar | linear | quadratic", modes=_T),
+        Flag("--lev", "framelet.lev", int, "number of framelet levels Lev", modes=_T),
+        Flag("--dilation", "framelet.s", float, "dilation factor s > 1", modes=_T),
+        Flag("--cheb", "framelet.n", int, "Chebyshev coefficients n (degree n-1)", modes=_T),
+        Flag("--operator", "framelet.operator", str, "auto | matrix-free | materialized"),
         Flag(
             "--theta",
             "model.theta",
             str,
             "per-node (faithful, transductive) | shared (one scalar per block)",
-            modes=("train",),
+            modes=_T,
         ),
-        Flag("--shrinkage", "shrinkage.mode", str, "soft | hard (UFGConv-S only)", modes=("train",)),
-        Flag("--sigma", "shrinkage.sigma", float, "shrinkage threshold scale sigma", modes=("train",)),
+        Flag("--shrinkage", "shrinkage.mode", str, "soft | hard (UFGConv-S only)", modes=_T),
+        Flag("--sigma", "shrinkage.sigma", float, "shrinkage threshold scale sigma", modes=_T),
+        Flag("--threshold-scaling", "shrinkage.threshold_scaling", str, "none (faithful) | energy", modes=_T),
+        Flag("--readout", "pool.readout", str, "UFGPool readout: sum | spectrum", modes=_T),
         Flag(
-            "--threshold-scaling",
-            "shrinkage.threshold_scaling",
-            str,
-            "none (faithful) | energy",
-            modes=("train",),
+            "--reps", "reps", int, "repetitions with fresh initialisations (mean and std reported)", modes=_T
         ),
-        Flag("--readout", "pool.readout", str, "UFGPool readout: sum | spectrum", modes=("train",)),
-        Flag(
-            "--reps",
-            "reps",
-            int,
-            "repetitions with fresh initialisations (mean and std reported)",
-            modes=("train",),
-        ),
-        Flag("--dtype", "dtype", str, "float32 | float64", modes=("train", "eval", "predict")),
+        Flag("--dtype", "dtype", str, "float32 | float64"),
         Flag(
             "--feature-noise",
             "noise.feature",
             float,
             "std of Gaussian noise added to node features",
-            modes=("train", "eval"),
+            modes=_TE,
         ),
-        Flag(
-            "--structure-noise",
-            "noise.structure",
-            float,
-            "fraction of edges rewired uniformly",
-            modes=("train", "eval"),
-        ),
+        Flag("--structure-noise", "noise.structure", float, "fraction of edges rewired uniformly", modes=_TE),
     ),
     verbs={"synth": "mlkit.tasks.framelet.cli:synth"},
+    rows="classification",  # {"id": node or graph id, "label", "probs"} (graph regression: {"id", "value"})
 )
 
 # Overrides that make `mlkit framelet train` (no --data: the homophilous CSBM) finish in a few seconds on CPU.

@@ -29,24 +29,12 @@ def synth(
     the homophilous one; generic node layout) and the two-class graph-classification set (TU raw, SYNTH2)."""
     import sys
 
-    import numpy as np
-
-    from mlkit.graph.io import save_generic
     from mlkit.graph.tu import write_tu
     from mlkit.tasks.framelet import synth as S
+    from mlkit.tasks.framelet.data import save_graph
 
     def save(g, folder: str) -> None:
-        rows = np.repeat(np.arange(g.num_nodes), np.diff(g.indptr))
-        keep = rows < g.indices
-        save_generic(
-            out / folder,
-            np.stack([rows[keep], g.indices[keep]], 1),
-            g.num_nodes,
-            g.features,
-            g.labels,
-            {"train": g.train_idx, "val": g.val_idx, "test": g.test_idx},
-            name=g.name,
-        )
+        save_graph(g, out / folder)
         sys.stderr.write(f"wrote {out / folder} ({g.num_nodes} nodes, {g.num_edges // 2} edges)\n")
 
     kw = {"nodes": nodes, "classes": classes, "features": features, "degree": degree, "mu": mu, "seed": seed}

@@ -1,4 +1,5 @@
-"""Data for the framelet task: config defaults per arch, layout detection, loading, noise injection."""
+"""Data for the framelet task: config defaults per arch, layout detection, loading, noise injection, and the
+embedded default graph (cached in $MLKIT_CACHE in the generic node layout, so train/eval/predict share it)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from mlkit.core.artifact import cached
 from mlkit.core.errors import DataError, UsageError
 from mlkit.graph.graph import Graph
 from mlkit.graph.tu import GraphSet
@@ -58,6 +60,12 @@ def resolve(cfg: dict[str, Any]) -> dict[str, Any]:
     for ok, key, allowed in checks:
         if not ok:
             raise UsageError(f"bad value for {key}", key, f"Use {allowed}.")
+    if graph_level(out) and out["data"] is None:
+        raise UsageError(
+            "graph-level archs need a TU dataset",
+            "--data",
+            "Write the synthetic two-class set with `mlkit framelet synth --out DIR` and pass --data DIR/graphs.",
+        )
     return out
 
 
@@ -96,6 +104,22 @@ def default_graph(cfg: dict[str, Any]) -> Graph:
     )
 
 
+def save_graph(g: Graph, folder: Path) -> Path:
+    """Write a node-classification graph in the generic node layout (what `--data` reads back)."""
+    from mlkit.graph.io import save_generic
+
+    rows = np.repeat(np.arange(g.num_nodes), np.diff(g.indptr))
+    keep = rows < g.indices
+    split = {"train": g.train_idx, "val": g.val_idx, "test": g.test_idx}
+    edges = np.stack([rows[keep], g.indices[keep]], 1)
+    return save_generic(folder, edges, g.num_nodes, g.features, g.labels, split, name=g.name)
+
+
+def default_folder(cfg: dict[str, Any]) -> Path:
+    """The embedded default graph's folder in the cache, built on first use."""
+    return cached("framelet-csbm", dict(cfg["synth"]), lambda tmp: save_graph(default_graph(cfg), tmp))
+
+
 def load_nodes(cfg: dict[str, Any]) -> Graph:
     """The node-classification graph (with noise applied), symmetric, without self-loops."""
     if cfg["arch"] not in NODE_ARCHS:
@@ -103,7 +127,9 @@ def load_nodes(cfg: dict[str, Any]) -> Graph:
             f"arch '{cfg['arch']}' is a graph-level arch", "arch", "Use ufg-r, ufg-s, gcn or mlp."
         )
     if cfg["data"] is None:
-        g = default_graph(cfg)
+        from mlkit.graph.io import load_generic
+
+        g = _symmetrize(load_generic(default_folder(cfg)))
     else:
         path = Path(cfg["data"])
         kind = detect(path, cfg["format"])
@@ -160,12 +186,6 @@ def _symmetrize(g: Graph) -> Graph:
 
 def load_graphs(cfg: dict[str, Any]) -> GraphSet:
     """The graph-level dataset (TU raw folder)."""
-    if cfg["data"] is None:
-        raise UsageError(
-            "graph-level archs need a TU dataset",
-            "--data",
-            "Write the synthetic two-class set with `mlkit framelet synth --out DIR` and pass --data DIR/graphs.",
-        )
     from mlkit.graph.tu import load_tu
 
     path = Path(cfg["data"])

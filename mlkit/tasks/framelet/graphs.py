@@ -4,13 +4,12 @@ Per graph, precomputed once: the GCN adjacency D~^-1/2 (A+I) D~^-1/2 and the mat
 P_i = vstack[W_{0,Lev}; W_{1,1..Lev}; ...] (K N_i x N_i). A mini-batch stacks them block-diagonally.
 Protocol per repetition: fresh random 80/10/10 split, Adam, loss summed over the batch (cross-entropy, or MSE
 on standardised targets for regression), ReduceLROnPlateau(0.7, 5) on the val loss, early stop after
-graph.patience epochs without val-loss improvement, test the best-val-loss weights. Repetition 0 runs
-inside EpochLoop and its best weights are saved (saved_rep = 0).
+graph.patience epochs without a val-accuracy improvement (the spec's monitor), test the best-val-accuracy
+weights. Repetition 0's best weights are saved (saved_rep = 0).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 
 from mlkit.core.errors import DataError
 from mlkit.core.runtime import Ctx
-from mlkit.core.trainer import EpochLoop
+from mlkit.core.task import TrainState
 from mlkit.kernels.spmm import to_torch_csr
 from mlkit.tasks.framelet import data as D
 from mlkit.tasks.framelet import framelets as F
@@ -27,7 +26,18 @@ from mlkit.tasks.framelet.model import GraphNet, gcn_adjacency
 
 
 class Prepared:
-    """Per-graph operators plus batching."""
+    """Per-graph operators plus batching, and the per-epoch steps of one repetition."""
+
+    what = "graph"
+
+    @classmethod
+    def load(cls, cfg: dict[str, Any], ctx: Ctx, verbose: bool = True) -> Prepared:
+        """Load the TU dataset of cfg and precompute its operators."""
+        ds = D.load_graphs(cfg)
+        kind = "regression" if ds.regression else f"{ds.num_classes} classes"
+        if verbose:
+            ctx.log(f"data: {ds.name} {len(ds.graphs)} graphs, F={ds.num_features}, {kind}")
+        return cls(cfg, ds, ctx)
 
     def __init__(self, cfg: dict[str, Any], ds: Any, ctx: Ctx) -> None:
         self.cfg, self.ds, self.ctx = cfg, ds, ctx
@@ -134,125 +144,81 @@ class Prepared:
             return {"loss": loss_sum / n, "mae": abs_err / (n * self.out_dim)}
         return {"loss": loss_sum / n, "acc": correct / n}
 
+    def split(self, rep: int) -> dict[str, np.ndarray]:
+        """Repetition rep's random train/val/test split: the (rep+1)-th draw of a stream seeded by `seed`."""
+        rng = np.random.default_rng(int(self.cfg["seed"]))
+        n, fracs = len(self.ds.graphs), list(self.cfg["graph"]["split"])
+        for _ in range(rep + 1):
+            perm = rng.permutation(n)
+        a = int(round(fracs[0] * n))
+        b = a + int(round(fracs[1] * n))
+        return {"train": perm[:a], "val": perm[a:b], "test": perm[b:]}
 
-def _split(n: int, fracs: list[float], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    perm = rng.permutation(n)
-    a = int(round(fracs[0] * n))
-    b = a + int(round(fracs[1] * n))
-    return {"train": perm[:a], "val": perm[a:b], "test": perm[b:]}
+    def predict(self, model: GraphNet, ids: list[int]) -> list[dict[str, Any]]:
+        """Predict rows for graph ids (0-based, file order): class and probabilities, or regression values."""
+        rows = []
+        for i in ids:
+            x, adj, batch, ng, pool, _y = self.batch(np.array([i]))
+            with torch.no_grad():
+                out = model(x, adj, batch, ng, pool)[0]
+            if self.ds.regression:
+                rows.append({"id": i, "value": [float(v) for v in out.cpu().numpy() * self.std + self.mean]})
+            else:
+                p = torch.softmax(out, 0).cpu().numpy()
+                rows.append({"id": i, "label": int(p.argmax()), "probs": [round(float(v), 6) for v in p]})
+        return rows
 
+    @property
+    def count(self) -> int:
+        return len(self.ds.graphs)
 
-def _fit(
-    prep: Prepared, model: GraphNet, split: dict[str, np.ndarray], ctx: Ctx, run_cfg: dict | None, extra: dict
-) -> tuple[dict[str, float], EpochLoop | None]:
-    cfg = prep.cfg
-    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.7, patience=5)
-    patience = int(cfg["graph"]["patience"])
-    loop = None
-    if run_cfg is not None:
-        loop = EpochLoop(
-            ctx, run_cfg, model, opt, sched, monitor="val/loss", mode="min", patience=patience, extra=extra
-        )
-    best, best_state, bad = float("inf"), None, 0
-    epochs = loop if loop is not None else range(int(cfg["epochs"]))
-    for epoch in epochs:
+    def extra(self) -> dict[str, Any]:
+        """Checkpoint extras: repetition 0's val/test graphs (eval scores the saved model on them)."""
+        split = self.split(0)
+        return {"graph_level": True, "split_test": split["test"].tolist(), "split_val": split["val"].tolist()}
+
+    def check(self, extra: dict[str, Any]) -> None:
+        return None
+
+    def _split(self, st: TrainState) -> dict[str, np.ndarray]:
+        if "split" not in st.scratch:
+            st.scratch["split"] = self.split(st.rep)
+        return st.scratch["split"]
+
+    def train_epoch(self, st: TrainState) -> dict[str, float]:
+        """One pass over the training graphs. Shuffling: the runner's generator in repetition 0; later
+        repetitions keep the stream they had before the runner owned repetitions (seed * 7919 + epoch)."""
         gen = (
-            loop.generator()
-            if loop is not None
-            else torch.Generator().manual_seed(int(cfg["seed"]) * 7919 + epoch)
+            st.generator
+            if st.rep == 0
+            else torch.Generator().manual_seed(int(self.cfg["seed"]) * 7919 + st.epoch)
         )
-        tr = prep.run(model, split["train"], opt, gen)
-        va = prep.run(model, split["val"])
-        sched.step(va["loss"])
-        metrics = {f"train/{k}": v for k, v in tr.items()} | {f"val/{k}": v for k, v in va.items()}
-        if loop is not None:
-            loop.log(metrics)
-            continue
-        if va["loss"] < best:
-            best, bad = va["loss"], 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    if loop is not None:
-        model.load_state_dict(loop.best_state())
-    elif best_state is not None:
-        model.load_state_dict(best_state)
-    res = {f"val/{k}": v for k, v in prep.run(model, split["val"]).items()}
-    res |= {f"test/{k}": v for k, v in prep.run(model, split["test"]).items()}
-    return res, loop
-
-
-def train_graphs(cfg: dict, cfg_r: dict, ctx: Ctx) -> dict:
-    from mlkit.tasks.framelet.run import summarize
-
-    ds = D.load_graphs(cfg_r)
-    kind = "regression" if ds.regression else f"{ds.num_classes} classes"
-    ctx.log(f"data: {ds.name} {len(ds.graphs)} graphs, F={ds.num_features}, {kind}")
-    prep = Prepared(cfg_r, ds, ctx)
-    rng = np.random.default_rng(int(cfg_r["seed"]))
-    results, loop = [], None
-    for rep in ctx.track(range(int(cfg_r["reps"])), "repetitions"):
-        split = _split(len(ds.graphs), list(cfg_r["graph"]["split"]), rng)
-        model = prep.model()
-        extra = {
-            "graph_level": True,
-            "split_test": split["test"].tolist(),
-            "split_val": split["val"].tolist(),
+        return {
+            f"train/{k}": v
+            for k, v in self.run(st.model, self._split(st)["train"], st.optimizer, gen).items()
         }
-        res, lp = _fit(prep, model, split, ctx, cfg if rep == 0 else None, extra)
-        loop = lp or loop
-        results.append(res)
-        ctx.log(f"rep {rep + 1}: " + "  ".join(f"{k} {v:.4f}" for k, v in res.items()))
-    out = summarize(results)
-    out["saved_rep"] = 0.0
-    return loop.finish(out)
 
+    def validate(self, st: TrainState) -> dict[str, float]:
+        """val/loss and val/acc (val/mae for regression); steps the plateau scheduler on the val loss."""
+        va = self.run(st.model, self._split(st)["val"])
+        st.scheduler.step(va["loss"])
+        return {f"val/{k}": v for k, v in va.items()}
 
-def _restore(cfg: dict, ctx: Ctx, ckpt: dict) -> tuple[Prepared, GraphNet]:
-    cfg_r = D.resolve(cfg)
-    ds = D.load_graphs(cfg_r)
-    prep = Prepared(cfg_r, ds, ctx)
-    model = prep.model()
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-    return prep, model
+    def test(self, st: TrainState) -> dict[str, float]:
+        """val/* and test/* of the best weights on this repetition's split."""
+        split = self._split(st)
+        res = {f"val/{k}": v for k, v in self.run(st.model, split["val"]).items()}
+        return res | {f"test/{k}": v for k, v in self.run(st.model, split["test"]).items()}
 
-
-def evaluate_graphs(cfg: dict, ctx: Ctx, ckpt: dict) -> dict:
-    """Scores of the saved model on the val/test graphs of the repetition it was trained in."""
-    prep, model = _restore(cfg, ctx, ckpt)
-    extra = ckpt.get("extra", {})
-    out = {}
-    for split in ("val", "test"):
-        ids = np.asarray(extra.get(f"split_{split}", []), dtype=np.int64)
-        if ids.size and ids.max() >= len(prep.ds.graphs):
-            raise DataError(
-                "the dataset has fewer graphs than the one the model was trained on", str(cfg["data"])
-            )
-        out |= {f"{split}/{k}": v for k, v in prep.run(model, ids).items()}
-    return out
-
-
-def predict_graphs(cfg: dict, ctx: Ctx, ckpt: dict, records: Iterable[str]) -> Iterator[dict]:
-    """Graph id (0-based, file order) per line -> predicted class and probabilities (or regression values)."""
-    from mlkit.tasks.framelet.run import _ids
-
-    prep: Prepared | None = None
-    for i, _text in _ids(records, 2**62, "graph"):
-        if prep is None:
-            prep, model = _restore(cfg, ctx, ckpt)
-        if i >= len(prep.ds.graphs):
-            raise DataError(
-                f"graph id {i} out of range 0..{len(prep.ds.graphs) - 1}", "input", "Use 0-based graph ids."
-            )
-        x, adj, batch, ng, pool, _y = prep.batch(np.array([i]))
-        with torch.no_grad():
-            out = model(x, adj, batch, ng, pool)[0]
-        if prep.ds.regression:
-            yield {"graph": i, "value": [float(v) for v in out.cpu().numpy() * prep.std + prep.mean]}
-        else:
-            p = torch.softmax(out, 0).cpu().numpy()
-            yield {"graph": i, "pred": int(p.argmax()), "prob": [round(float(v), 6) for v in p]}
+    def evaluate(self, model: GraphNet, extra: dict[str, Any]) -> dict[str, float]:
+        """Scores on the val/test graphs of the repetition the checkpoint was trained in."""
+        out = {}
+        for split in ("val", "test"):
+            ids = np.asarray(extra.get(f"split_{split}", []), dtype=np.int64)
+            if ids.size and ids.max() >= len(self.ds.graphs):
+                raise DataError(
+                    "the dataset has fewer graphs than the one the model was trained on",
+                    str(self.cfg["data"]),
+                )
+            out |= {f"{split}/{k}": v for k, v in self.run(model, ids).items()}
+        return out
