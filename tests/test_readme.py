@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SHARED_DATA, subprocess_env
 
-FENCE = re.compile(r"(?:<!--\s*readme:\s*(\w+)\s*-->\s*\n)?```bash\n(.*?)```", re.S)
+FENCE = re.compile(r"(?:<!--\s*readme:\s*(\w+)\s*-->\s*\n)?[ \t]*```bash\n(.*?)```", re.S)
 SKIP = ("pip install", "pytest", "python -m pytest", "cd ")
 
 
@@ -65,6 +65,8 @@ def mlkit_argvs(cmd: str) -> list[list[str]]:
         words = shlex.split(part)
         while words and re.match(r"^\w+=", words[0]):  # VAR=value prefixes
             words.pop(0)
+        if "-m" in words and words.index("-m") + 1 < len(words) and words[words.index("-m") + 1] == "mlkit":
+            words = words[words.index("-m") + 1 :]  # torchrun ... -m mlkit <args>, python -m mlkit <args>
         if words and words[0] == "mlkit":
             args = []
             for w in words[1:]:
@@ -84,7 +86,10 @@ def parse_only(args: list[str]) -> None:
     cmd = typer.main.get_command(build_app())
     ctx = cmd.make_context("mlkit", list(args))
     while hasattr(cmd, "resolve_command"):
-        rest = list(getattr(ctx, "protected_args", [])) + list(ctx.args)
+        protected = getattr(ctx, "_protected_args", None)
+        if protected is None:
+            protected = getattr(ctx, "protected_args", [])
+        rest = list(protected) + list(ctx.args)
         if not rest:
             break
         name, cmd, rest = cmd.resolve_command(ctx, rest)
@@ -132,30 +137,43 @@ def _commands(run_slow: bool) -> list[tuple[str, str]]:
     return out
 
 
-def _run_all(tmp_path: Path, run_slow: bool) -> None:
+def _run_all(tmp_path: Path, run_slow: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain `mlkit ...` commands run in this process (no torch import per command); pipes go through bash."""
+    from mlkit.cli import main
+
     env = subprocess_env(MLKIT_TINY="1", MLKIT_CACHE=str(tmp_path / "cache"), PYTHONUNBUFFERED="1")
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     work = tmp_path / "work"
     work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MLKIT_TINY", "1")
+    monkeypatch.setenv("MLKIT_CACHE", str(tmp_path / "cache"))
     ran = 0
     for how, cmd in _commands(run_slow):
         if how == "check":
             _check(cmd)
-        elif how == "run":
+            continue
+        if how != "run":
+            continue
+        words = shlex.split(cmd)
+        if words[0] == "mlkit" and not re.search(r"[|<>;&]", cmd):
+            rc = main(words[1:])
+            assert rc == 0, f"README command failed ({rc}): {cmd}"
+        else:
             out = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], cwd=work, env=env, capture_output=True,
                                  text=True, timeout=900, stdin=subprocess.DEVNULL)  # fmt: skip
             assert out.returncode == 0, f"README command failed ({out.returncode}): {cmd}\n{out.stderr[-3000:]}"
-            ran += 1
+        ran += 1
     assert ran > 0
 
 
-def test_readme_commands_run_as_written(tmp_path):
-    _run_all(tmp_path, run_slow=False)
+def test_readme_commands_run_as_written(tmp_path, monkeypatch):
+    _run_all(tmp_path, run_slow=False, monkeypatch=monkeypatch)
 
 
 @pytest.mark.slow
-def test_readme_commands_run_as_written_with_real_data(tmp_path):
-    _run_all(tmp_path, run_slow=True)
+def test_readme_commands_run_as_written_with_real_data(tmp_path, monkeypatch):
+    _run_all(tmp_path, run_slow=True, monkeypatch=monkeypatch)
 
 
 def test_a_renamed_flag_fails_the_check():
