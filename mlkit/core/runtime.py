@@ -100,7 +100,6 @@ class Ctx:
     console: Console = field(default_factory=make_console)
     quiet: bool = False
     debug: bool = False
-    resume: Path | None = None
     project: Path = Path("runs")
 
     @property
