@@ -69,11 +69,15 @@ def save(ckpt: Mapping[str, Any], path: str | Path) -> None:
     buf = io.BytesIO()
     torch.save(dict(ckpt), buf)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or Ctrl-C mid-write: the old file stays, no partial temp file is left
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load(path: str | Path, task: str | None = None) -> dict[str, Any]:

@@ -34,6 +34,8 @@ def read_file(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"config file not found: {p}", None, "Pass an existing YAML file to --config.")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise UsageError("config file is not UTF-8 text", str(p), "Pass a YAML file to --config.") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark else str(p)

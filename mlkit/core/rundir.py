@@ -64,8 +64,12 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write a text file through a temp file and os.replace."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_config(run_dir: Path, cfg: Mapping[str, Any], task: str) -> None:

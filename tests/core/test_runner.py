@@ -130,3 +130,26 @@ def test_one_dataset_rule_for_multi_dataset_folders(tmp_path):
     with pytest.raises(DataError) as info:
         pick_dataset(["cora", "Citeseer"], "pubmed", tmp_path)
     assert "This folder holds: Citeseer, cora" in info.value.line()
+
+
+def test_a_binary_config_is_a_usage_error(runs_dir, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    assert main(["toy", "train", "--project", str(runs_dir), "--config", str(cfg)]) == 2
+    assert "not UTF-8" in _err(capsys)
+
+
+def test_a_failed_checkpoint_write_leaves_no_temp_file(tmp_path, monkeypatch):
+    from mlkit.core import checkpoint
+
+    path = tmp_path / "w" / "last.pt"
+    checkpoint.save(checkpoint.make("toy", {"arch": "mlp"}, {}), path)
+    before = path.read_bytes()
+
+    def full(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full)
+    with pytest.raises(OSError):
+        checkpoint.save(checkpoint.make("toy", {"arch": "mlp"}, {}, epoch=3), path)
+    assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == ["last.pt"]
