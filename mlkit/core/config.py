@@ -171,3 +171,30 @@ def _known_only(defaults: Mapping[str, Any], other: Mapping[str, Any]) -> dict[s
 def dump(cfg: Mapping[str, Any]) -> str:
     """The config as YAML text."""
     return yaml.safe_dump(dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+def apply_preset(cfg: dict[str, Any], explicit: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A copy of cfg with `presets[preset]`'s values in every key the user did not set (`explicit`, dotted).
+
+    The runner passes every key of a saved config as explicit (eval, predict, --resume), so a run's preset is
+    applied once, when it starts. A preset naming a key the config does not have is a usage error.
+    """
+    name = cfg.get("preset")
+    if not name:
+        return cfg
+    presets = cfg.get("presets") or {}
+    if name not in presets:
+        raise UsageError(f"unknown preset '{name}'", "--preset", f"Use one of: {', '.join(sorted(presets))}.")
+    out = copy.deepcopy(cfg)
+
+    def fill(node: dict[str, Any], values: Mapping[str, Any], where: str) -> None:
+        for key, value in values.items():
+            if key not in node:
+                raise UsageError(f"preset '{name}' sets unknown key '{where}{key}'", "config.yaml presets")
+            if isinstance(value, Mapping):
+                fill(node[key], value, f"{where}{key}.")
+            elif f"{where}{key}" not in explicit:
+                node[key] = value
+
+    fill(out, presets[name], "")
+    return out

@@ -6,7 +6,6 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
 
 from mlkit.core.errors import UsageError
 

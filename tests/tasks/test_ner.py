@@ -12,7 +12,8 @@ import torch
 from mlkit.cli import main
 from mlkit.core import checkpoint
 from mlkit.tasks.ner import TINY
-from mlkit.tasks.ner.data import chunk_bounds, find_splits, load_corpus, raw_tokens, read_tagged, to_bmes
+from mlkit.tasks.ner.corpus import find_splits, load_corpus, read_tagged, to_bmes
+from mlkit.tasks.ner.data import chunk_bounds, raw_tokens
 from mlkit.tasks.ner.decode import build_model, tag_sentences
 from mlkit.tasks.ner.synth import write_corpus
 from mlkit.tasks.ner.vocab import ARCHS, build_vocab, collate
@@ -60,7 +61,7 @@ def test_reader_layouts_and_dev_carving(tmp_path):
     _write(tmp_path / "train.bio", rows)
     _write(tmp_path / "test.bio", rows[:3])
     (tmp_path / "train.bio").write_text((tmp_path / "train.bio").read_text().replace(" B-PER", "\tB-PER"))
-    assert set(find_splits(tmp_path)) == {"train", "test"}
+    assert set(find_splits(tmp_path, ("train", "dev", "test"))) == {"train", "test"}
     warned = []
     corpus = load_corpus(tmp_path, "auto", 0.1, 0, warned.append)
     assert len(corpus["dev"]) == 2 and len(corpus["train"]) == 18 and warned
@@ -181,7 +182,19 @@ def test_cli_train_eval_predict_pipeline(runs_dir, tmp_path, capsys):
             assert o["text"][e["start"] : e["end"]] == e["text"] and e["text"].strip() == e["text"]
             assert e["type"] in ("PER", "LOC", "ORG")
     assert (
-        main(["ner", "predict", "--model", str(best), "--input", str(inp), "--output-format", "conll", "--quiet"])
+        main(
+            [
+                "ner",
+                "predict",
+                "--model",
+                str(best),
+                "--input",
+                str(inp),
+                "--output-format",
+                "conll",
+                "--quiet",
+            ]
+        )
         == 0
     )
     blocks = capsys.readouterr().out.split("\n\n")
@@ -320,9 +333,12 @@ def _train(runs_dir, name, *args):
 
 
 @pytest.mark.slow
-def test_synthetic_lexicon_dependence_acceptance(runs_dir):
+def test_synthetic_lexicon_dependence_acceptance(runs_dir, tmp_path):
     """Spec §7A: unseen test entities are found through the lexicon: lattice F1 > 0.7 and >= char + 0.3."""
-    common = ["--epochs", "5", "--batch-size", "16", "--set", "model.hidden=100", "--set", "threads=1"]
+    data = write_corpus(tmp_path / "synth")  # what `mlkit ner synth --out DIR` writes
+    common = ["--data", str(data), "--lexicon", str(data / "lexicon.txt"), "--word-vectors", str(data / "words.vec"),
+              "--epochs", "5", "--batch-size", "16", "--set", "patience=0", "--set", "model.hidden=100",
+              "--set", "threads=1"]  # fmt: skip
     char = _train(runs_dir, "char", "--arch", "char", *common)
     lattice = _train(runs_dir, "lattice", "--arch", "lattice", *common)
     assert char["test/f1"] < 0.3
@@ -336,20 +352,8 @@ def test_resume_lattice_with_jieba_lexicon(runs_dir, shared_data):
     resume = shared_data / "chinese_ner" / "resume"
     if not (resume / "train.char.bmes").exists():
         pytest.skip("Resume data absent")
-    m = _train(
-        runs_dir,
-        "resume",
-        "--data",
-        str(resume),
-        "--arch",
-        "lattice",
-        "--epochs",
-        "40",
-        "--set",
-        "patience=8",
-        "--set",
-        "threads=1",
-    )
+    args = ["--data", str(resume), "--preset", "paper", "--epochs", "40", "--set", "patience=8"]  # hidden 200
+    m = _train(runs_dir, "resume", *args, "--set", "threads=1")  # fmt: skip
     assert m["test/f1"] >= 0.93
 
 

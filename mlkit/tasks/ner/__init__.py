@@ -12,7 +12,8 @@ SPEC = TaskSpec(
     layout=(
         "<root>/{train,dev,test}.char.bmes (or {train,dev,test}.*.bmes, or train/dev/test *.bio|*.bioes|*.txt): "
         "one '<char> <tag>' per line (BMES, BIO or BIOES tags), a blank line between sentences; "
-        "dev is optional (10% of train is carved off when missing)"
+        "dev is optional (10% of train is carved off when missing); eval needs only the test file (a folder "
+        "holding it, or the file itself); several files per split: pick them with --variant or --split-files"
     ),
     inputs="one raw sentence per line (UTF-8 text; whitespace is kept for offsets but never tagged)",
     flags=(
@@ -54,6 +55,35 @@ SPEC = TaskSpec(
             modes=("train", "eval"),
         ),
         Flag(
+            "--variant",
+            "variant",
+            str,
+            "The file variant to use where a split has several files "
+            "(--variant ne: {train,dev,test}.ne.bmes).",
+            modes=("train", "eval"),
+        ),
+        Flag(
+            "--split-files",
+            "split_files",
+            str,
+            "Name the split files: train=FILE,dev=FILE,test=FILE (relative to --data).",
+            modes=("train", "eval"),
+        ),
+        Flag(
+            "--label-map",
+            "label_map",
+            str,
+            "File of 'DATA_TYPE MODEL_TYPE' lines mapping the data's entity types (MODEL_TYPE O drops one).",
+            modes=("train", "eval"),
+        ),
+        Flag(
+            "--preset",
+            "preset",
+            str,
+            "paper: the original protocol (100 epochs, no early stopping, hidden 200).",
+            modes=("train",),
+        ),
+        Flag(
             "--output-format",
             "predict.format",
             str,
@@ -65,13 +95,12 @@ SPEC = TaskSpec(
     rows="spans",
 )
 
-# Config overrides that make `mlkit ner train` (synthetic default data) finish in seconds on CPU.
+# Config overrides that make `mlkit ner train` (embedded default data) finish in seconds on CPU.
 TINY = {
     "epochs": 2,
     "batch_size": 32,
     "model.hidden": 32,
-    "synth.train": 120,
-    "synth.dev": 30,
-    "synth.test": 30,
-    "synth.lexicon_size": 400,
+    "embedded.train": 120,
+    "embedded.dev": 30,
+    "embedded.test": 30,
 }

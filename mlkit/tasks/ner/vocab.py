@@ -12,11 +12,11 @@ import numpy as np
 
 from mlkit.kernels.lattice import lattice_bi_schedule
 from mlkit.kernels.ner_trie import Trie, build_trie, match_many
+from mlkit.tasks.ner.corpus import load_corpus, map_types, read_label_map
 from mlkit.tasks.ner.data import (
     chunk_bounds,
     embedding_matrix,
     lexicon_hash,
-    load_corpus,
     normalize,
     read_vectors,
     seg_tags,
@@ -168,14 +168,20 @@ class NerData:
 
 def prepare(cfg: dict, root: Path, log: Callable[[str], Any], warn: Callable[[str], Any]) -> NerData:
     """Read the corpus, lexicon and vectors; build vocabularies, initial embeddings and the training items."""
-    corpus = load_corpus(root, cfg["scheme"], cfg["dev_fraction"], cfg["seed"], warn)
+    corpus = load_corpus(root, cfg["scheme"], cfg["dev_fraction"], cfg["seed"], warn, log,
+                         cfg["split_files"], cfg["variant"])  # fmt: skip
+    if cfg["label_map"]:
+        mapping = read_label_map(cfg["label_map"], log)
+        corpus = {k: map_types(v, mapping) for k, v in corpus.items()}
     arch, vc, norm = cfg["arch"], cfg["vectors"], cfg["number_normalized"]
-    lexicon, lex_src = training_lexicon(cfg, root) if arch in WORD_ARCHS else ([], "")
-    synth_vec = str(root / "words.vec") if cfg["data"] is None else None
-    word_src = vc["word"] if vc["word"] is not None else synth_vec
+    lexicon, lex_src = training_lexicon(cfg, log) if arch in WORD_ARCHS else ([], "")
+    word_src = vc["word"]
     cv = read_vectors(vc["char"], norm) if vc["char"] else None
     bv = read_vectors(vc["bichar"], norm) if vc["bichar"] and arch not in ("char", "lattice") else None
     wv = read_vectors(word_src, norm) if word_src and arch in WORD_ARCHS else None
+    for what, src, vecs in (("char", vc["char"], cv), ("bichar", vc["bichar"], bv), ("word", word_src, wv)):
+        if vecs:
+            log(f"read {what} vectors {src}: {len(vecs)} keys")
     tags = [t for split in corpus.values() for _, t in split]
     vocab = build_vocab(arch, [c for c, _ in corpus["train"]], tags, lexicon, cv, bv, wv, norm)
     rng = np.random.default_rng(cfg["seed"])
