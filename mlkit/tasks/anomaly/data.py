@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,8 +87,10 @@ def _folder_samples(folder: Path, with_gt: bool) -> list[Sample]:
     for sub in ("rgb", "xyz"):
         if not (folder / sub).is_dir():
             raise DataError(f"missing {sub}/ folder", str(folder / sub), f"Expected layout: {LAYOUT}")
-    rgbs = sorted((folder / "rgb").glob("*.png"))
-    xyzs = sorted(list((folder / "xyz").glob("*.tiff")) + list((folder / "xyz").glob("*.tif")))
+    rgbs = sorted(p for p in (folder / "rgb").glob("*.png") if p.is_file())
+    xyzs = sorted(
+        p for p in [*(folder / "xyz").glob("*.tiff"), *(folder / "xyz").glob("*.tif")] if p.is_file()
+    )
     if not rgbs:
         raise DataError("no .png images", str(folder / "rgb"), f"Expected layout: {LAYOUT}")
     by_stem = {p.stem: p for p in xyzs}
@@ -117,31 +121,54 @@ def _folder_samples(folder: Path, with_gt: bool) -> list[Sample]:
     return samples
 
 
+def os_fault(exc: BaseException) -> bool:
+    """An error of the environment (permission, missing file, I/O): the CLI prints it naming the path (exit 1)."""
+    return isinstance(exc, OSError) and getattr(exc, "errno", None) is not None
+
+
+@contextmanager
+def tiff_quiet() -> Iterator[None]:
+    """Mute tifffile's own log lines about a broken file: the DataError that follows names it on one line."""
+    log = logging.getLogger("tifffile")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def read_xyz(path: Path) -> np.ndarray:
-    """An organised cloud H x W x 3 float32 from a TIFF; a corrupt or wrongly shaped file exits 3 naming it."""
+    """An organised cloud H x W x 3 float32 from a TIFF (NaN -> 0 = missing); a bad file exits 3 naming it."""
     import tifffile
 
+    fix = "Re-export it as a float32 H x W x 3 TIFF."
     try:
-        xyz = tifffile.imread(str(path))
+        with tiff_quiet():
+            xyz = tifffile.imread(str(path))
     except Exception as exc:  # noqa: BLE001 - any decoder failure is bad input data
-        raise DataError(
-            f"cannot read xyz TIFF ({type(exc).__name__})", str(path), "Re-export it as float32 HxWx3."
-        ) from None
+        if os_fault(exc):
+            raise
+        raise DataError(f"cannot read xyz TIFF ({type(exc).__name__})", str(path), fix) from None
     if xyz.ndim != 3 or xyz.shape[-1] != 3:
-        raise DataError(
-            f"xyz TIFF has shape {xyz.shape}, not HxWx3", str(path), "Re-export it as float32 HxWx3."
-        )
-    return np.nan_to_num(xyz.astype(np.float32, copy=False))
+        raise DataError(f"xyz TIFF has shape {xyz.shape}, not H x W x 3", str(path), fix)
+    if xyz.dtype.kind != "f":
+        raise DataError(f"xyz TIFF holds {xyz.dtype}, not float32 coordinates", str(path), fix)
+    if not np.isfinite(xyz).any():
+        raise DataError("xyz TIFF holds no finite point (all NaN)", str(path), fix)
+    return np.nan_to_num(xyz.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def read_rgb(path: Path) -> Image.Image:
-    """An RGB image; unreadable files exit 3 naming them."""
+def read_rgb(path: Path, what: str = "image", mode: str = "RGB") -> Image.Image:
+    """An image converted to `mode`; unreadable files exit 3 naming them."""
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
+            return im.convert(mode)
     except Exception as exc:  # noqa: BLE001
+        if os_fault(exc):
+            raise
         raise DataError(
-            f"cannot read image ({type(exc).__name__})", str(path), "Pass an 8-bit RGB PNG."
+            f"cannot read {what} ({type(exc).__name__})", str(path), "Pass an 8-bit PNG."
         ) from None
 
 
@@ -165,8 +192,8 @@ def load(sample: Sample, size: int = 224) -> dict[str, np.ndarray]:
     rgb = np.asarray(rgb_im.resize((size, size), Image.BICUBIC), dtype=np.float32) / 255.0
     xyz = nearest_resize(xyz_full, size)
     if sample.gt is not None:
-        with Image.open(sample.gt) as g:
-            gt = np.asarray(g.convert("L").resize((size, size), Image.NEAREST)) / 255.0 > 0.5
+        g = read_rgb(sample.gt, "ground truth", "L")
+        gt = np.asarray(g.resize((size, size), Image.NEAREST)) / 255.0 > 0.5
     else:
         gt = np.zeros((size, size), dtype=bool)
     return {"rgb": rgb, "xyz": xyz, "gt": gt, "valid": np.all(xyz != 0, axis=-1)}

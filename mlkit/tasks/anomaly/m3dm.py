@@ -21,7 +21,7 @@ from mlkit.tasks.anomaly.pipeline import (
     fit_fusion,
     score_sample,
 )
-from mlkit.tasks.anomaly.report import print_table, save_panel, write_results
+from mlkit.tasks.anomaly.report import nanmean, print_table, save_panel, write_results
 
 
 def feature_cache(cfg: dict[str, Any], run_dir: Path | None, root: Path, cat: str, split: str) -> Path | None:
@@ -153,7 +153,7 @@ def test_categories(cfg: dict[str, Any], ctx: Ctx, states: dict[str, CategorySta
         for k, v in res.items():
             metrics[f"test/{cat}/{k}"] = v
     for k in ("i_auroc", "p_auroc", "aupro"):
-        metrics[f"test/{k}"] = float(np.nanmean([per_cat[c][k] for c in cats]))
+        metrics[f"test/{k}"] = nanmean([per_cat[c][k] for c in cats])
     if ctx.is_main and not ctx.quiet:
         print_table(ctx.console, per_cat, f"M3DM ({mode}) on {root}")
     if out_dir is not None and ctx.is_main:

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from mlkit.core.errors import UsageError
+from mlkit.tasks.anomaly.checks import check_categories
 from mlkit.tasks.anomaly.data import categories, read_rgb, read_xyz
 
 
@@ -145,8 +146,7 @@ def preprocess_sample(
     xyz, rgb = pad_square(xyz, cfg["pad_to"]), pad_square(rgb, cfg["pad_to"])
     gt = None
     if gt_path is not None and gt_path.is_file():
-        with Image.open(gt_path) as g:
-            gt = pad_square(np.array(g.convert("L")), cfg["pad_to"])
+        gt = pad_square(np.array(read_rgb(gt_path, "ground truth", "L")), cfg["pad_to"])
     keep_largest(xyz, rgb, cfg)
     return rgb, xyz, gt
 
@@ -165,6 +165,8 @@ def preprocess_root(
     if out == src or src in out.parents or out in src.parents:
         raise UsageError("the output folder overlaps the input", str(out), "Pass a new folder to --out.")
     cats = categories(src)
+    # every file's header and shape first: a bad file fails in seconds, before anything is written
+    check_categories(src, cats, ("train", "validation", "test"), optional=("validation", "test"))
     single = (src / "train").is_dir()
     jobs = []
     for cat in cats:

@@ -12,11 +12,18 @@ from PIL import Image
 COLUMNS = (("i_auroc", "I-AUROC"), ("p_auroc", "P-AUROC"), ("aupro", "AUPRO@0.3"))
 
 
+def nanmean(values: Any) -> float:
+    """Mean over the finite values; NaN (without numpy's 'Mean of empty slice' warning) when there is none."""
+    a = np.asarray(values, dtype=np.float64)
+    a = a[~np.isnan(a)]
+    return float(a.mean()) if a.size else float("nan")
+
+
 def table_rows(per_cat: dict[str, dict[str, float]]) -> list[tuple[str, list[float]]]:
     """Rows (category, values) plus the mean row."""
     rows = [(cat, [vals[k] for k, _ in COLUMNS]) for cat, vals in per_cat.items()]
     if rows:
-        rows.append(("mean", [float(np.nanmean([r[1][i] for r in rows])) for i in range(len(COLUMNS))]))
+        rows.append(("mean", [nanmean([r[1][i] for r in rows]) for i in range(len(COLUMNS))]))
     return rows
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -12,11 +14,21 @@ from mlkit.core.errors import DataError, UsageError
 from mlkit.core.runtime import Ctx
 from mlkit.core.task import FitResult, Task
 from mlkit.tasks.anomaly import data as D
+from mlkit.tasks.anomaly.checks import check_categories
 from mlkit.tasks.anomaly.features import Extractor
 from mlkit.tasks.anomaly.m3dm import category_of, fit_categories, test_categories
 from mlkit.tasks.anomaly.memory import MODALITIES
 from mlkit.tasks.anomaly.pipeline import combine, from_state_dict, score_sample, to_state_dict
 from mlkit.tasks.anomaly.report import save_prediction
+
+
+@contextmanager
+def _quiet_warnings(quiet: bool) -> Iterator[None]:
+    """--quiet prints nothing but errors: Python warnings of numpy, sklearn, torch or timm are dropped too."""
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        yield
 
 
 def _dir(path: Any) -> Path | None:
@@ -30,6 +42,15 @@ class AnomalyTask(Task):
                          "(pass-A features are cached: with --set cache_dir=DIR a new run reuses them)")  # fmt: skip
 
     def finalize(self, cfg: dict, explicit: frozenset[str], mode: str) -> dict:
+        if mode == "train" and not cfg.get(
+            "data"
+        ):  # the embedded default's lighter preset, never over a set key
+            from mlkit.tasks.anomaly import EMBEDDED
+
+            for key, value in EMBEDDED.items():
+                if key not in explicit:
+                    head, tail = key.split(".")
+                    cfg[head][tail] = value
         if str(cfg["modalities"]) not in MODALITIES:
             raise UsageError(f"unknown modalities '{cfg['modalities']}'", "modalities",
                              f"Use one of {', '.join(MODALITIES)}.")  # fmt: skip
@@ -47,10 +68,18 @@ class AnomalyTask(Task):
         return _dir((extra or {}).get("data_root")) or embedded_root(cfg, ctx.track, ctx.log)
 
     def load_data(self, cfg: dict, ctx: Ctx) -> tuple[Path, list[str]]:
-        root = self._root(cfg, ctx)
-        return root, D.pick_categories(str(cfg["category"]), D.categories(root))
+        """The root and its categories, every file of every split checked (header, shape) before extraction."""
+        with _quiet_warnings(ctx.quiet):
+            root = self._root(cfg, ctx)
+            cats = D.pick_categories(str(cfg["category"]), D.categories(root))
+            check_categories(root, cats, ("train", "validation", "test"), int(cfg["max_train"]), ctx.log)
+        return root, cats
 
     def fit(self, cfg: dict, ctx: Ctx, data: tuple[Path, list[str]]) -> FitResult:
+        with _quiet_warnings(ctx.quiet):
+            return self._fit(cfg, ctx, data)
+
+    def _fit(self, cfg: dict, ctx: Ctx, data: tuple[Path, list[str]]) -> FitResult:
         t_start = time.perf_counter()
         (root, cats), mode = data, str(cfg["modalities"])
         ext = Extractor(cfg, ctx.device)
@@ -69,30 +98,43 @@ class AnomalyTask(Task):
 
     # ---------------------------------------------------------------- eval / predict
     def restore(self, cfg: dict, ctx: Ctx, ckpt: dict) -> dict[str, Any]:
+        with _quiet_warnings(ctx.quiet):
+            return self._restore(cfg, ctx, ckpt)
+
+    def _restore(self, cfg: dict, ctx: Ctx, ckpt: dict) -> dict[str, Any]:
         extra = ckpt["extra"]
         states, uff = from_state_dict(ckpt["state_dict"], extra, cfg)
         root = self._root(cfg, ctx, extra) if ctx.mode == "eval" else None
         ext = Extractor(cfg, ctx.device)
         run_dir = ctx.run_dir or _dir(extra.get("run_dir"))
         uff = uff.to(ctx.device) if uff is not None else None
-        return {"extra": extra, "states": states, "uff": uff, "ext": ext, "root": root, "run_dir": run_dir}
+        return {"extra": extra, "states": states, "uff": uff, "ext": ext, "root": root, "run_dir": run_dir,
+                "quiet": ctx.quiet}  # fmt: skip
 
     def evaluate(self, cfg: dict, ctx: Ctx, r: dict[str, Any]) -> dict[str, float]:
+        with _quiet_warnings(ctx.quiet):
+            return self._evaluate(cfg, ctx, r)
+
+    def _evaluate(self, cfg: dict, ctx: Ctx, r: dict[str, Any]) -> dict[str, float]:
         cats = D.pick_categories(str(cfg["category"]), list(r["extra"]["categories"]))
         out = r["run_dir"] / "eval" if r["run_dir"] else None
+        check_categories(r["root"], [c for c in cats if c in r["states"]], ("test",), log=ctx.log)
         return test_categories(cfg, ctx, r["states"], r["uff"], r["root"], cats, r["extra"]["modalities"], r["ext"],
                                out, r["run_dir"])  # fmt: skip
 
     def parse_record(self, cfg: dict, r: dict[str, Any], line: str, n: int) -> tuple[int, Any]:
         if not line.strip():
-            return n, None  # an error row, and predict goes on
+            raise DataError(
+                "empty record", f"input line {n}", "Give 'rgb.png<TAB>xyz.tiff' or one rgb/xyz path."
+            )
         try:
             rgb_p, xyz_p = D.pair_from_line(line)
             cat = category_of(rgb_p, list(r["states"]))
             if cat is None:
                 raise DataError(f"cannot tell the category of {rgb_p}", None,
                                 f"Put it under a folder named one of {list(r['states'])}.")  # fmt: skip
-            x = D.load(D.Sample(rgb_p, xyz_p, None, "predict", 0), r["ext"].size)
+            with _quiet_warnings(r["quiet"]):
+                x = D.load(D.Sample(rgb_p, xyz_p, None, "predict", 0), r["ext"].size)
         except DataError as exc:
             what = f"{exc.what} ({exc.where})" if exc.where else exc.what
             raise DataError(what, f"input line {n}", exc.fix) from None
@@ -102,11 +144,12 @@ class AnomalyTask(Task):
         return 8
 
     def predict_batch(self, cfg: dict, ctx: Ctx, r: dict[str, Any], records: list) -> list[dict]:
+        with _quiet_warnings(ctx.quiet):
+            return self._predict_batch(cfg, ctx, r, records)
+
+    def _predict_batch(self, cfg: dict, ctx: Ctx, r: dict[str, Any], records: list) -> list[dict]:
         mode, rows = r["extra"]["modalities"], []
         for n, rec in records:
-            if rec is None:
-                rows.append({"id": n, "error": "empty record"})
-                continue
             rgb_p, xyz_p, cat, x = rec
             st = r["states"][cat]
             score, amap = combine(st, score_sample(st, *r["ext"](x), mode, r["uff"], cfg, ctx.device), mode)
