@@ -7,10 +7,14 @@ duplicate entries are kept (they count twice in degrees and sums, as in the orig
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mlkit.core.errors import DataError
+
+if TYPE_CHECKING:
+    from mlkit.graph.graph import Graph
 
 INT32_MAX = 2**31 - 1
 _CHUNK = 1 << 22
@@ -118,3 +122,22 @@ def _array_chunks(edges: np.ndarray):  # noqa: ANN202
             yield block[:, 0].astype(np.int64), block[:, 1].astype(np.int64)
 
     return gen
+
+
+def induced_subgraph(g: Graph, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of the subgraph induced by `nodes`, reindexed 0..len-1 in the given order."""
+    n = g.num_nodes
+    remap = np.full(n, -1, dtype=np.int64)
+    remap[nodes] = np.arange(nodes.shape[0])
+    indptr = np.asarray(g.indptr, dtype=np.int64)
+    starts, ends = indptr[nodes], indptr[nodes + 1]
+    lens = ends - starts
+    rows = np.repeat(np.arange(nodes.shape[0]), lens)
+    offs = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+    cols = remap[np.asarray(g.indices)[offs]]
+    keep = cols >= 0
+    rows, cols = rows[keep], cols[keep]
+    sub_ptr = np.zeros(nodes.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=nodes.shape[0]), out=sub_ptr[1:])
+    ptr_t, idx_t = index_dtypes(nodes.shape[0], int(sub_ptr[-1]))
+    return sub_ptr.astype(ptr_t), cols.astype(idx_t)

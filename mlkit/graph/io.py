@@ -34,8 +34,10 @@ from mlkit.graph.csr import (  # noqa: F401 - CSR helpers used to live here; kep
     _check_ids,
     csr_from_edge_chunks,
     index_dtypes,
+    induced_subgraph,  # noqa: F401 - importable from io, as before
 )
 from mlkit.graph.graph import Graph
+from mlkit.graph.names import dataset_names, pick_name  # noqa: F401 - part of io's interface
 
 LAYOUTS = ("generic", "gbp", "saint", "friendster", "planetoid")
 
@@ -99,7 +101,10 @@ def _split_array(store, keys: tuple[str, ...], n: int) -> np.ndarray | None:  # 
 
 # ----------------------------------------------------------------------------------------- layouts
 def detect_layout(path: str | Path) -> tuple[str, str | None]:
-    """Guess (layout, dataset name) from the files in a folder; raise DataError listing the layouts."""
+    """Guess (layout, dataset name) from the files in a folder; raise DataError listing the layouts.
+
+    The name is None where the layout has none, or where the folder holds several datasets (pick_name chooses).
+    """
     p = Path(path)
     if p.is_file():
         p = p.parent
@@ -112,13 +117,10 @@ def detect_layout(path: str | Path) -> tuple[str, str | None]:
         return "friendster", "friendster"
     if ("indptr.npy" in names and "indices.npy" in names) or names & {"edges.npy", "edges.txt", "adj.npz"}:
         return "generic", None
-    gbp = sorted(n[: -len("_labels.npz")] for n in names if n.endswith("_labels.npz"))
-    gbp = [g for g in gbp if f"{g}.txt" in names]
-    if gbp:
-        return "gbp", gbp[0]
-    planetoid = sorted({m.group(1) for n in names if (m := re.match(r"ind\.(\w+)\.graph$", n))})
-    if planetoid:
-        return "planetoid", planetoid[0]
+    for layout in ("gbp", "planetoid"):
+        held = dataset_names(p, layout)
+        if held:
+            return layout, held[0] if len(held) == 1 else None
     raise DataError(
         "no known graph layout",
         str(p),
@@ -130,15 +132,19 @@ def detect_layout(path: str | Path) -> tuple[str, str | None]:
 
 
 def load_graph(path: str | Path, fmt: str = "auto", name: str | None = None) -> Graph:
-    """Load a graph folder in any supported layout (fmt "auto" detects it) as a Graph."""
+    """Load a graph folder in any supported layout (fmt "auto" detects it) as a Graph.
+
+    `name` picks one dataset of a gbp/planetoid folder (case-insensitive; required when it holds several).
+    """
     p = Path(path)
     if p.is_file():
         p = p.parent
     if fmt == "auto":
-        fmt, found = detect_layout(p)
-        name = name or found
+        fmt, _ = detect_layout(p)
     if fmt not in LAYOUTS:
         raise DataError(f"unknown graph format '{fmt}'", None, f"Use one of: auto, {', '.join(LAYOUTS)}.")
+    if fmt in ("gbp", "planetoid"):
+        name = pick_name(p, fmt, name)
     with reading(p):
         return check_graph(_load(p, fmt, name), str(p))
 
@@ -158,7 +164,8 @@ def _load(p: Path, fmt: str, name: str | None) -> Graph:
         raise DataError(
             "Planetoid reader is not available", str(p), "Convert the data to the generic layout."
         ) from None
-    return load_planetoid(p, name or "cora")
+    assert name is not None
+    return load_planetoid(p, name)
 
 
 def load_generic(path: str | Path) -> Graph:
@@ -258,7 +265,7 @@ def load_gbp(path: str | Path, name: str | None = None) -> Graph:
     """Load the original GBP layout `<name>.txt`, `<name>_feat.npy`, `<name>_labels.npz`."""
     p = Path(path)
     if name is None:
-        _, name = detect_layout(p)
+        name = pick_name(p, "gbp", None)
     txt = p / f"{name}.txt"
     if not txt.exists():
         raise DataError(f"{txt.name} not found", str(p), "The gbp layout needs <name>.txt with n on line 1.")
@@ -386,22 +393,3 @@ def save_generic(
         json.dumps({"num_nodes": int(num_nodes), "symmetric": symmetric, "name": name})
     )
     return p
-
-
-def induced_subgraph(g: Graph, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CSR of the subgraph induced by `nodes`, reindexed 0..len-1 in the given order."""
-    n = g.num_nodes
-    remap = np.full(n, -1, dtype=np.int64)
-    remap[nodes] = np.arange(nodes.shape[0])
-    indptr = np.asarray(g.indptr, dtype=np.int64)
-    starts, ends = indptr[nodes], indptr[nodes + 1]
-    lens = ends - starts
-    rows = np.repeat(np.arange(nodes.shape[0]), lens)
-    offs = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
-    cols = remap[np.asarray(g.indices)[offs]]
-    keep = cols >= 0
-    rows, cols = rows[keep], cols[keep]
-    sub_ptr = np.zeros(nodes.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=nodes.shape[0]), out=sub_ptr[1:])
-    ptr_t, idx_t = index_dtypes(nodes.shape[0], int(sub_ptr[-1]))
-    return sub_ptr.astype(ptr_t), cols.astype(idx_t)

@@ -188,3 +188,39 @@ def load_planetoid(root: str | Path, name: str) -> Graph:
 
     with reading(root, "Use the original Planetoid ind.* files."):
         return check_graph(_load_planetoid(root, name), str(root))
+
+
+def write_planetoid(
+    root: str | Path,
+    name: str,
+    features: np.ndarray,
+    labels: np.ndarray,
+    adjacency: dict[int, list[int]],
+    num_train: int,
+    test_index: Any,
+) -> Path:
+    """Write one dataset in the Planetoid raw layout (`ind.<name>.*`, protocol-2 pickles as the GCN code has them).
+
+    x/y = nodes 0..num_train-1, allx/ally = nodes 0..min(test_index)-1, tx/ty = the test_index rows (in the order
+    given, which test.index keeps); nodes between min and max of test_index that it does not list are dropped
+    (Citeseer's gaps: zero rows on load). `adjacency` maps a node to its neighbour list (the `graph` file).
+    """
+    import scipy.sparse as sp
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    x = np.asarray(features, dtype=np.float32)
+    y = np.asarray(labels, dtype=np.int64)
+    onehot = np.eye(int(y.max()) + 1, dtype=np.float64)[y]
+    test = np.asarray(test_index, dtype=np.int64)
+    first = int(test.min())
+    parts = {
+        "x": sp.csr_matrix(x[:num_train]), "y": onehot[:num_train],
+        "allx": sp.csr_matrix(x[:first]), "ally": onehot[:first],
+        "tx": sp.csr_matrix(x[test]), "ty": onehot[test],
+        "graph": collections.defaultdict(list, {int(k): [int(v) for v in vs] for k, vs in adjacency.items()}),
+    }  # fmt: skip
+    for part, obj in parts.items():
+        (root / f"ind.{name}.{part}").write_bytes(pickle.dumps(obj, protocol=2))
+    (root / f"ind.{name}.test.index").write_text("".join(f"{i}\n" for i in test.tolist()))
+    return root

@@ -1,6 +1,6 @@
 """TU raw format (graph classification / regression datasets of the TU Dortmund collection).
 
-Files in one folder, NAME = the dataset name (detected when the folder holds one set):
+Files in one folder, NAME = the dataset name (case-insensitive; needed only when the folder holds several sets):
   NAME_A.txt                 "i, j" per line: 1-based global node ids, an edge per direction
   NAME_graph_indicator.txt   graph id (1-based) of every node, one per line
   NAME_graph_labels.txt      one integer class per graph          (classification)
@@ -22,6 +22,7 @@ import numpy as np
 
 from mlkit.core.errors import DataError
 from mlkit.graph.graph import Graph
+from mlkit.graph.names import dataset_names, pick_name
 from mlkit.graph.planetoid import csr_from_edges
 
 LAYOUT = "DIR/NAME_A.txt, NAME_graph_indicator.txt, NAME_graph_labels.txt (or NAME_graph_attributes.txt)"
@@ -69,15 +70,9 @@ def _load_tu(
     if degree_feature not in ("normalized", "raw"):
         raise ValueError(f"degree_feature must be normalized or raw, not {degree_feature!r}")
     root = Path(root)
-    names = find_names(root)
-    if name is None:
-        if len(names) != 1:
-            raise DataError(
-                "no TU dataset found" if not names else f"several TU datasets: {', '.join(names)}",
-                str(root),
-                f"Expected layout: {LAYOUT}." if not names else "Pick one with --name.",
-            )
-        name = names[0]
+    if not dataset_names(root, "tu"):
+        raise DataError("no TU dataset found", str(root), f"Expected layout: {LAYOUT}.")
+    name = pick_name(root, "tu", name)  # case-insensitive; several sets and no name: exit 3 listing them
     f = lambda suffix: root / f"{name}_{suffix}.txt"  # noqa: E731
     for part in ("A", "graph_indicator"):
         if not f(part).is_file():

@@ -107,3 +107,31 @@ def test_planetoid_and_tu_garbage_are_data_errors(tmp_path):
         load_tu(tu)
     assert "\n" not in info.value.line()
     assert json.dumps(info.value.line())
+
+
+CLI_CASES = ("edge text with a header line", "split ids beyond the node count", "string features",
+             "truncated features", "NaN features")  # fmt: skip
+
+
+@pytest.mark.parametrize("task", ["gbp", "framelet"])
+@pytest.mark.parametrize("case", CLI_CASES)
+def test_malformed_folders_through_the_cli_exit_3_with_one_error_line(case, task, tmp_path, capsys, monkeypatch):
+    """The error taxonomy end to end: `mlkit <task> train --data DIR` on a malformed folder exits 3 with one
+    'error:' line on stderr, no internal failure or traceback, no run dir left, and the folder unchanged."""
+    from mlkit.cli import main
+
+    monkeypatch.setenv("MLKIT_CACHE", str(tmp_path / "cache"))
+    root = _generic(tmp_path / "g")
+    mutate, needle = CASES[case]
+    mutate(root)
+    before = _digest(root)
+    capsys.readouterr()
+    rc = main([task, "train", "--data", str(root), "--project", str(tmp_path / "runs"), "--device", "cpu",
+               "--epochs", "2"])  # fmt: skip
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert rc == 3, err
+    assert len(errors) == 1 and needle in errors[0], err
+    assert "internal failure" not in err and "Traceback" not in err
+    assert _digest(root) == before
+    assert not list((tmp_path / "runs").glob(f"{task}/*"))  # a run that failed on its data leaves no run dir

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import collections
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from mlkit.core.errors import DataError
-from mlkit.graph.planetoid import find_names, load_planetoid, safe_load
+from mlkit.graph.planetoid import find_names, load_planetoid, safe_load, write_planetoid
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "planetoid"
 
@@ -31,34 +29,23 @@ def test_cora_public_split():
     assert "cora" in find_names(DATA)
 
 
-def _dump(obj, path: Path) -> None:
-    path.write_bytes(pickle.dumps(obj, protocol=2))
-
-
-def _write_gapped(root: Path) -> None:
-    """A 10-node Citeseer-like set: train 2, allx 5, test ids {6, 7, 9} (8 missing)."""
-    rng = np.random.default_rng(0)
+def _write_gapped(root: Path, name: str = "toy", seed: int = 0, classes: int = 3) -> None:
+    """A 10-node Citeseer-like set: train 2, allx 6, test ids {6, 7, 9} (8 missing)."""
+    rng = np.random.default_rng(seed)
     feats = (rng.random((10, 4)) > 0.5).astype(np.float32)
-    labels = np.eye(3)[rng.integers(0, 3, 10)]
-    test_idx = [9, 6, 7]  # file order is shuffled
-    _dump(sp.csr_matrix(feats[:2]), root / "ind.toy.x")
-    _dump(labels[:2], root / "ind.toy.y")
-    _dump(sp.csr_matrix(feats[:6]), root / "ind.toy.allx")
-    _dump(labels[:6], root / "ind.toy.ally")
-    _dump(sp.csr_matrix(feats[test_idx]), root / "ind.toy.tx")
-    _dump(labels[test_idx], root / "ind.toy.ty")
-    graph = collections.defaultdict(list, {0: [1, 0], 1: [0, 2], 6: [9], 8: []})
-    _dump(graph, root / "ind.toy.graph")
-    (root / "ind.toy.test.index").write_text("\n".join(map(str, test_idx)) + "\n")
-    np.save(root / "truth_feats.npy", feats)
-    np.save(root / "truth_labels.npy", labels.argmax(1))
+    labels = rng.integers(0, classes, 10)
+    labels[0] = classes - 1  # every class index below `classes` is representable
+    graph = {0: [1, 0], 1: [0, 2], 6: [9], 8: []}
+    write_planetoid(root, name, feats, labels, graph, num_train=2, test_index=[9, 6, 7])  # file order shuffled
+    np.save(root / f"truth_feats_{name}.npy", feats)
+    np.save(root / f"truth_labels_{name}.npy", labels)
 
 
 def test_gapped_test_index_padding(tmp_path):
     _write_gapped(tmp_path)
     g = load_planetoid(tmp_path, "toy")
-    truth = np.load(tmp_path / "truth_feats.npy")
-    labels = np.load(tmp_path / "truth_labels.npy")
+    truth = np.load(tmp_path / "truth_feats_toy.npy")
+    labels = np.load(tmp_path / "truth_labels_toy.npy")
     assert g.num_nodes == 10
     for i in (0, 1, 2, 3, 4, 5, 6, 7, 9):
         np.testing.assert_array_equal(g.features[i], truth[i])

@@ -30,9 +30,10 @@ SPEC = TaskSpec(
     inputs="a node id (0-based integer) per line; for graph-level data (TU) a graph id (0-based) per line",
     flags=(
         Flag("--format", "format", str, "auto | planetoid | node | tu (auto detects from the files)"),
-        Flag(
-            "--dataset", "name", str, "dataset name inside a multi-dataset folder (planetoid: cora, citeseer)"
-        ),
+        Flag("--preset", "preset", str, "paper: the paper's protocol (10 reps x 200 epochs); explicit keys win",
+             modes=_T),  # fmt: skip
+        Flag("--dataset", "name", str, "dataset inside a multi-dataset folder (Planetoid ind.<name>.*, gbp "
+             "<name>.txt, TU <NAME>_A.txt), case-insensitive"),  # fmt: skip
         Flag("--frame", "framelet.frame", str, "filter bank: haar | linear | quadratic", modes=_T),
         Flag("--lev", "framelet.lev", int, "number of framelet levels Lev", modes=_T),
         Flag("--dilation", "framelet.s", float, "dilation factor s > 1", modes=_T),

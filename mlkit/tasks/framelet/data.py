@@ -78,12 +78,11 @@ def detect(path: Path, fmt: str) -> str:
     """planetoid | tu | node for a data folder."""
     if fmt != "auto":
         return fmt
-    from mlkit.graph.planetoid import find_names as planetoid_names
-    from mlkit.graph.tu import find_names as tu_names
+    from mlkit.graph.names import dataset_names
 
-    if tu_names(path):
+    if dataset_names(path, "tu"):
         return "tu"
-    if planetoid_names(path):
+    if dataset_names(path, "planetoid"):
         return "planetoid"
     return "node"
 
@@ -139,22 +138,10 @@ def load_nodes(cfg: dict[str, Any]) -> Graph:
                 str(path),
                 "Use --arch ufgpool, meanpool or sumpool.",
             )
-        if kind == "planetoid":
-            from mlkit.graph.planetoid import find_names, load_planetoid
+        from mlkit.graph.io import load_graph
 
-            names = find_names(path)
-            name = cfg.get("name") or (names[0] if len(names) == 1 else None)
-            if name is None:
-                raise UsageError(
-                    f"several Planetoid datasets here: {', '.join(names)}",
-                    str(path),
-                    "Pick one with --dataset.",
-                )
-            g = load_planetoid(path, name)
-        else:
-            from mlkit.graph.io import load_graph
-
-            g = load_graph(path, "auto", cfg.get("name"))
+        # several datasets in one folder (Planetoid ind.<name>.*, gbp <name>.txt): --dataset picks one
+        g = load_graph(path, "planetoid" if kind == "planetoid" else "auto", cfg.get("name"))
         g = _symmetrize(g)
     for attr in ("features", "labels", "train_idx", "val_idx", "test_idx"):
         if getattr(g, attr) is None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlkit.core.config import apply_preset
 from mlkit.core.errors import DataError
 from mlkit.core.runtime import Ctx
 from mlkit.core.task import Task, TrainState
@@ -33,7 +34,9 @@ def _open(cfg: dict, ctx: Ctx, verbose: bool = True) -> Any:
 
 class FrameletTask(Task):
     def finalize(self, cfg: dict, explicit: frozenset[str], mode: str) -> dict:
-        return D.resolve(cfg)  # null hyper-parameters -> the arch's paper values; value checks (idempotent)
+        # --preset (never over a key the user set), then null hyper-parameters -> the arch's paper values and
+        # value checks; idempotent (a saved config has every key explicit, so the preset never applies twice)
+        return D.resolve(apply_preset(cfg, explicit))
 
     def repetitions(self, cfg: dict) -> int:
         return int(cfg["reps"])

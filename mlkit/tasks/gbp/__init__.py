@@ -40,6 +40,8 @@ SPEC = TaskSpec(
         Flag("--threads", "propagation.threads", int, "numba threads (0 = all cores)", modes=_PREP),
         Flag("--inductive", "train.inductive", bool,
              "propagate the training rows on the train-induced subgraph", modes=("train",)),
+        Flag("--dataset", "name", str, "dataset inside a multi-dataset folder (Planetoid ind.<name>.*, gbp "
+             "<name>.txt), case-insensitive", modes=("train", "eval", "predict", "precompute")),  # fmt: skip
         Flag("--format", "format", str, "data layout: auto | generic | gbp | saint | friendster | planetoid",
              modes=("train", "eval", "predict", "precompute")),  # fmt: skip
         Flag("--out", "propagation.cache_dir", str, "cache folder for the rows (propagation.cache_dir)",

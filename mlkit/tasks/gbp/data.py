@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,34 +16,6 @@ SPLITS = ("train", "val", "test")
 
 
 # ------------------------------------------------------------------------------------ config
-def apply_preset(cfg: dict[str, Any], explicit: frozenset[str] = frozenset()) -> dict[str, Any]:
-    """Fill every key the user did not set (`explicit`, dotted) with the preset's value.
-
-    A saved run's config (eval, predict, --resume) arrives with every key explicit, so it keeps its values.
-    """
-    name = cfg.get("preset")
-    if not name:
-        return cfg
-    from mlkit.core.config import load_defaults
-
-    presets = cfg.get("presets") or load_defaults("mlkit.tasks.gbp")["presets"]
-    if name not in presets:
-        raise UsageError(f"unknown preset '{name}'", "--preset", f"Use one of: {', '.join(sorted(presets))}.")
-    out = copy.deepcopy(cfg)
-
-    def fill(node: dict[str, Any], values: dict[str, Any], where: str) -> None:
-        for key, value in values.items():
-            if key not in node:
-                raise UsageError(f"preset '{name}' sets unknown key '{where}{key}'", "config.yaml presets")
-            if isinstance(value, dict):
-                fill(node[key], value, f"{where}{key}.")
-            elif f"{where}{key}" not in explicit:
-                node[key] = value
-
-    fill(out, presets[name], "")
-    return out
-
-
 def cache_dir(cfg: dict[str, Any]) -> Path:
     """propagation.cache_dir, else <cache root>/gbp ($MLKIT_CACHE, else ~/.cache/mlkit)."""
     if cfg["propagation"].get("cache_dir"):
@@ -75,16 +46,14 @@ def load_dataset(cfg: dict[str, Any], log: Any = None) -> Graph:
     from mlkit.graph.io import load_graph
 
     if cfg.get("data"):
-        name = cfg.get("name")
-        preset = cfg.get("preset")
-        folder = Path(cfg["data"])
-        if (
-            not name
-            and preset
-            and folder.is_dir()
-            and any((folder / f).exists() for f in (f"ind.{preset}.graph", f"{preset}.txt"))
-        ):
-            name = preset  # a folder with several datasets: the preset names the one to use
+        name, preset = cfg.get("name"), cfg.get("preset")
+        if not name and preset:  # a folder with several datasets: a preset that names one of them picks it
+            from mlkit.graph.names import dataset_names
+
+            held = dataset_names(cfg["data"], "gbp") + dataset_names(cfg["data"], "planetoid")
+            name = next((h for h in held if h.lower() == str(preset).lower()), None)
+        # --dataset (config `name`) picks one dataset of a gbp/planetoid folder, case-insensitively; a folder with
+        # several and neither --dataset nor a preset naming one is refused (exit 3) with the list of names
         g = load_graph(cfg["data"], cfg.get("format") or "auto", name)
     else:
         g = load_graph(synth_dir(cfg, log))

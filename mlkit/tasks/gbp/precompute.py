@@ -4,8 +4,8 @@
     result.rows       # np.memmap [k, F] float32 (k = all nodes for push/exact, |targets| for bidirectional)
     result.take(ids)  # rows of the given node ids
 
-Cache files live in `cache_dir`: `<key>.npy` (rows), `<key>.nodes.npy` (node id of each row, when not all
-nodes) and `<key>.json` (parameters, shape, timings). The key hashes the graph arrays, the features, the
+Cache files (mlkit.tasks.gbp.cache) live in `cache_dir`: `<key>.npy` (rows), `<key>.nodes.npy` (node id of each
+row, when not all nodes) and `<key>.json` (parameters, shape, timings). The key hashes the graph arrays, the features, the
 standardisation, the resolved parameters and the target set. `shard=(i, N)` computes the contiguous feature
 column block i of N into `<key>.s<i>of<N>.npy`; `merge_shards` concatenates them, bit for bit equal to an
 unsharded run (every column is computed independently, and the walks depend only on the seed and targets).
@@ -13,11 +13,8 @@ unsharded run (every column is computed independently, and the walks depend only
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,43 +23,12 @@ import numpy as np
 from mlkit.core.errors import UsageError
 from mlkit.graph.graph import Graph
 from mlkit.kernels import gbp_push as gp
+from mlkit.tasks.gbp.cache import Propagated, cache_key, load_cached, merge_shards, save  # noqa: F401 - re-exported
 
 ESTIMATORS = ("auto", "push", "bidirectional", "exact")
 WEIGHTS = ("ppr", "heat", "sgc", "list")
 _ROWS = 1 << 18
-
-
-@dataclass
-class Propagated:
-    """Precomputed rows and which node each row belongs to (nodes None = row i is node i)."""
-
-    rows: np.ndarray
-    nodes: np.ndarray | None
-    num_nodes: int
-    estimator: str
-    timings: dict[str, float] = field(default_factory=dict)
-    path: Path | None = None
-    _pos: np.ndarray | None = None
-
-    def position(self, ids: np.ndarray) -> np.ndarray:
-        """Row index of each node id (-1 where the node was not a target)."""
-        ids = np.asarray(ids, dtype=np.int64)
-        if self.nodes is None:
-            return np.where((ids >= 0) & (ids < self.num_nodes), ids, -1)
-        if self._pos is None:
-            self._pos = np.full(self.num_nodes, -1, dtype=np.int64)
-            self._pos[self.nodes] = np.arange(self.nodes.shape[0])
-        return self._pos[ids]
-
-    def take(self, ids: np.ndarray) -> np.ndarray:
-        """Rows of `ids` as a float32 array (sorted reads from the memory map, returned in the given order)."""
-        pos = self.position(ids)
-        if np.any(pos < 0):
-            raise KeyError("some nodes have no precomputed row")
-        order = np.argsort(pos, kind="stable")
-        out = np.empty((pos.shape[0], self.rows.shape[1]), dtype=np.float32)
-        out[order] = self.rows[pos[order]]
-        return out
+EXACT_CHEAP = 5e9  # auto: exact when L (nnz + n) F multiply-adds stay below this (a few CPU seconds)
 
 
 # ------------------------------------------------------------------------------------ parameters
@@ -107,7 +73,13 @@ def resolve_estimator(
     levels: int | None = None,
     num_entries: int | None = None,
 ) -> str:
-    """auto -> exact unless targets are few (|S| < n / 20) AND the bidirectional work model beats L SpMMs.
+    """auto -> exact when exact propagation is cheap or targets are many; else the cheaper of the work models.
+
+    Cheap: L (nnz + n) F <= EXACT_CHEAP multiply-adds (a few CPU seconds of SpMM; every citation graph of the
+    paper: Cora 8e8, Citeseer 2e9, PubMed <= 5e9). There the bidirectional estimator's fixed costs (walks, a
+    reverse push per feature column, compiling its kernels) dominate: on Citeseer it took 50-67 s where
+    exact took 1.1 s at the same accuracy. Otherwise exact unless targets are few (|S| < n / 20) AND the
+    bidirectional work model beats L SpMMs.
 
     The model (per feature column, in entry visits): exact = L nnz; bidirectional gathers level l+1 only on
     the targets' (L-l-1)-hop ball, about min(nnz, |S| d^(l+1)) entries per level, at most L d / r_max pushed
@@ -134,6 +106,9 @@ def resolve_estimator(
         return "exact"
     if levels is None or num_entries is None or levels <= 0:
         return "bidirectional"
+    feats = max(int(prop.get("_features", 64)), 1)
+    if float(levels) * (float(num_entries) + num_nodes) * feats <= EXACT_CHEAP:
+        return "exact"
     walk_steps = float(num_targets) * float(prop.get("walks", 1000)) * levels
     if 16.0 * walk_steps > 0.25 * _ram_bytes():
         return "exact"
@@ -141,7 +116,6 @@ def resolve_estimator(
     d = nnz / max(num_nodes, 1)
     ball = sum(min(nnz, num_targets * d ** (k + 1)) for k in range(levels))
     pushes = levels * d / max(float(prop.get("rmax", 1e-7)), 1e-300)
-    feats = max(int(prop.get("_features", 64)), 1)
     bidir = 2.0 * min(ball, pushes) + num_targets * float(prop.get("walks", 1000)) * levels / feats
     return "bidirectional" if bidir < levels * nnz else "exact"
 
@@ -163,26 +137,6 @@ def column_block(num_features: int, shard: tuple[int, int]) -> tuple[int, int]:
     """The contiguous columns [c0, c1) of shard i of N."""
     i, n = shard
     return i * num_features // n, (i + 1) * num_features // n
-
-
-def _digest_array(h: Any, a: np.ndarray) -> None:
-    h.update(f"{a.dtype}{a.shape}".encode())
-    flat = a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
-    step = max(1, (64 << 20) // max(a.itemsize, 1))
-    for s in range(0, flat.shape[0], step):
-        h.update(np.ascontiguousarray(flat[s : s + step]).view(np.uint8))
-
-
-def cache_key(graph: Graph, params: dict[str, Any], targets: np.ndarray | None, mean: Any, std: Any) -> str:
-    """A hash of (graph, features, standardisation, parameters, targets)."""
-    h = hashlib.blake2b(digest_size=16)
-    for a in (graph.indptr, graph.indices, graph.features):
-        _digest_array(h, np.asarray(a))
-    for a in (targets, mean, std):
-        if a is not None:
-            _digest_array(h, np.asarray(a))
-    h.update(json.dumps(params, sort_keys=True).encode())
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------ graph helpers
@@ -356,74 +310,3 @@ def _exact_torch(indptr, indices, features, c0, c1, w, r, mean, std, device):  #
     x = torch.from_numpy(np.ascontiguousarray(features_t(features, c0, c1, mean, std).T)).to(device)
     out = gp.propagate_torch(indptr, indices, x, w, r)
     return out.cpu().numpy()
-
-
-# ------------------------------------------------------------------------------------ cache files
-def save(cache_dir: Path, name: str, res: Propagated, params: dict[str, Any]) -> Propagated:
-    """Write rows (+ node ids) aside and rename them into place, then the meta last; return the memory map.
-
-    The meta file marks a complete entry: a killed write leaves no meta (or a meta whose shapes the files do
-    not match), and `load_cached` treats that as a miss, so the rows are computed again.
-    """
-    import os
-
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tag = f"tmp{os.getpid()}"
-    if res.nodes is not None:
-        np.save(cache_dir / f".{name}.nodes.{tag}.npy", res.nodes)
-        os.replace(cache_dir / f".{name}.nodes.{tag}.npy", cache_dir / f"{name}.nodes.npy")
-    np.save(cache_dir / f".{name}.{tag}.npy", res.rows)
-    os.replace(cache_dir / f".{name}.{tag}.npy", cache_dir / f"{name}.npy")
-    meta = {
-        "estimator": res.estimator,
-        "shape": list(res.rows.shape),
-        "num_nodes": res.num_nodes,
-        "has_nodes": res.nodes is not None,
-        "params": params,
-        "timings": res.timings,
-    }
-    (cache_dir / f".{name}.{tag}.json").write_text(json.dumps(meta, indent=1))
-    os.replace(cache_dir / f".{name}.{tag}.json", cache_dir / f"{name}.json")
-    found = load_cached(cache_dir, name, res.num_nodes, res.timings)
-    if found is None:
-        raise OSError(f"precompute cache entry {cache_dir / name}.npy did not verify after writing it")
-    return found
-
-
-def load_cached(
-    cache_dir: Path, name: str, num_nodes: int, timings: dict[str, float] | None = None
-) -> Propagated | None:
-    """The cached result `name`, memory-mapped, or None (missing, or incomplete: shapes unlike its meta)."""
-    rows_p, meta_p = cache_dir / f"{name}.npy", cache_dir / f"{name}.json"
-    if not (rows_p.exists() and meta_p.exists()):
-        return None
-    try:
-        meta = json.loads(meta_p.read_text())
-        rows = np.load(rows_p, mmap_mode="r")
-        nodes = np.load(cache_dir / f"{name}.nodes.npy") if meta.get("has_nodes") else None
-        if list(rows.shape) != list(meta["shape"]) or (nodes is not None and nodes.shape[0] != rows.shape[0]):
-            return None
-    except (OSError, ValueError, KeyError):
-        return None
-    kept = dict(timings if timings is not None else meta.get("timings", {}))
-    return Propagated(rows, nodes, num_nodes, meta["estimator"], kept, rows_p)
-
-
-def merge_shards(cache_dir: Path, key: str, count: int, num_nodes: int) -> Propagated:
-    """Concatenate the column shards `<key>.s<i>of<N>` into `<key>` (rank 0 after a torchrun precompute)."""
-    parts = [load_cached(cache_dir, f"{key}.s{i}of{count}", num_nodes) for i in range(count)]
-    missing = [i for i, p in enumerate(parts) if p is None]
-    if missing:
-        from mlkit.core.errors import DataError
-
-        raise DataError(f"shards {missing} of {count} are missing", str(cache_dir), "Run those shards first.")
-    rows = np.concatenate([np.asarray(p.rows) for p in parts], axis=1)  # type: ignore[union-attr]
-    first = parts[0]
-    assert first is not None
-    meta = json.loads((cache_dir / f"{key}.s0of{count}.json").read_text())
-    params = dict(meta["params"])
-    timings: dict[str, float] = {}
-    for p in parts:
-        for k, v in p.timings.items():  # type: ignore[union-attr]
-            timings[k] = timings.get(k, 0.0) + v
-    return save(cache_dir, key, Propagated(rows, first.nodes, num_nodes, first.estimator, timings), params)

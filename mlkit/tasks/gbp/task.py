@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlkit.core.config import apply_preset
 from mlkit.core.errors import DataError, UsageError
 from mlkit.core.metrics import accuracy, micro_f1
 from mlkit.core.runtime import Ctx
@@ -24,7 +25,6 @@ from mlkit.tasks.gbp import SAMPLE_INPUTS
 from mlkit.tasks.gbp.data import (
     SPLITS,
     SplitRows,
-    apply_preset,
     build_rows,
     labels_of,
     load_dataset,
