@@ -8,22 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from graph_fixtures import planetoid_set
 
 from mlkit.core.errors import DataError
 from mlkit.graph.io import detect_layout, load_graph
 from mlkit.graph.names import dataset_names
-from mlkit.graph.planetoid import write_planetoid
 from mlkit.graph.tu import load_tu, write_tu
-
-
-def planetoid_set(root: Path, name: str, classes: int, n: int = 60, seed: int = 0) -> None:
-    """A small Planetoid dataset in the real layout: train 0..9, test n-20..n-1 (shuffled), a ring plus chords."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % classes
-    feats = (np.eye(classes)[labels] + rng.normal(0, 0.3, (n, classes))).astype(np.float32)
-    feats = np.concatenate([feats, rng.random((n, 4)).astype(np.float32)], 1)
-    adj = {i: [(i + 1) % n, (i + classes) % n] for i in range(n)}
-    write_planetoid(root, name, feats, labels, adj, num_train=10, test_index=rng.permutation(np.arange(n - 20, n)))
 
 
 def gbp_set(root: Path, name: str, classes: int, n: int = 40) -> None:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
+from graph_fixtures import error_lines, planetoid_set
 
 from mlkit.cli import main
-from mlkit.graph.planetoid import write_planetoid
 
 TINY = ["--set", "synth.nodes=240", "--set", "synth.features=16", "--epochs", "3", "--device", "cpu", "--quiet"]
 
@@ -19,19 +18,6 @@ TINY = ["--set", "synth.nodes=240", "--set", "synth.features=16", "--epochs", "3
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MLKIT_CACHE", str(tmp_path / "cache"))
-
-
-def planetoid_set(root: Path, name: str, classes: int, n: int = 60, seed: int = 0) -> None:
-    """A small Planetoid dataset in the real layout (the loader tests' writer): train 0..9, test n-20..n-1."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % classes
-    feats = (np.eye(classes)[labels] + rng.normal(0, 0.3, (n, classes))).astype(np.float32)
-    adj = {i: [(i + 1) % n, (i + classes) % n] for i in range(n)}
-    write_planetoid(root, name, feats, labels, adj, num_train=10, test_index=rng.permutation(np.arange(n - 20, n)))
-
-
-def _error_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if line.startswith("error:")]
 
 
 def _check(runs_dir: Path, capsys, *args: str) -> dict:
@@ -51,12 +37,12 @@ def test_dataset_flag_in_planetoid_and_tu_folders(tmp_path, runs_dir, capsys):
             "--quiet", "--json"]  # fmt: skip
     capsys.readouterr()
     assert main(base) == 3
-    err = _error_lines(capsys.readouterr().err)
+    err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "2 datasets: citeseer, cora" in err[0] and "--dataset" in err[0]
     assert main([*base, "--dataset", "CITESEER", "--name", "cs"]) == 0  # case-insensitive
     assert json.loads(capsys.readouterr().out)["metrics"]["reps"] == 1
     assert main([*base, "--dataset", "pubmed"]) == 3
-    err = _error_lines(capsys.readouterr().err)
+    err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "holds: citeseer, cora" in err[0] and "ind.pubmed" not in err[0]
     tu = tmp_path / "tu"
     for name, count, seed in (("MUTAG", 12, 0), ("PROTEINS", 14, 1)):
@@ -65,7 +51,7 @@ def test_dataset_flag_in_planetoid_and_tu_folders(tmp_path, runs_dir, capsys):
     graph = ["framelet", "train", "--project", str(runs_dir), "--data", str(tu), "--arch", "meanpool", "--epochs",
              "2", "--batch-size", "4", "--device", "cpu", "--quiet", "--json"]  # fmt: skip
     assert main(graph) == 3
-    err = _error_lines(capsys.readouterr().err)
+    err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "MUTAG, PROTEINS" in err[0] and "--dataset" in err[0]
     assert main([*graph, "--dataset", "proteins"]) == 0
 
@@ -104,7 +90,7 @@ def test_predict_stops_at_a_bad_line_after_earlier_rows_and_skip_goes_on(tmp_pat
         inp.write_text(f"0\n5\n{bad}\n239\n")
         capsys.readouterr()
         assert main(predict) == 3
-        err = _error_lines(capsys.readouterr().err)
+        err = error_lines(capsys.readouterr().err)
         assert len(err) == 1 and "input line 3" in err[0]
         rows = [json.loads(line) for line in out.read_text().splitlines()]
         assert [r["id"] for r in rows] == [0, 5]  # the rows before the bad line are out

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from graph_fixtures import error_lines, planetoid_set
 
 from mlkit.cli import main
-from mlkit.graph.planetoid import write_planetoid
 from mlkit.graph.synth import planted_partition
 
 TINY = ["--set", "epochs=2", "--set", "synth.nodes=400", "--set", "model.hidden=8", "--quiet"]
@@ -22,21 +22,8 @@ def _env(monkeypatch, tmp_path):
     monkeypatch.setenv("MLKIT_CACHE", str(tmp_path / "cache"))
 
 
-def planetoid_set(root: Path, name: str, classes: int, n: int = 60, seed: int = 0) -> None:
-    """A small Planetoid dataset in the real layout (the loader tests' writer): train 0..9, test n-20..n-1."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % classes
-    feats = (np.eye(classes)[labels] + rng.normal(0, 0.3, (n, classes))).astype(np.float32)
-    adj = {i: [(i + 1) % n, (i + classes) % n] for i in range(n)}
-    write_planetoid(root, name, feats, labels, adj, num_train=10, test_index=rng.permutation(np.arange(n - 20, n)))
-
-
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _error_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if line.startswith("error:")]
 
 
 def test_dataset_flag_picks_one_of_two_planetoid_sets(tmp_path, runs_dir, capsys):
@@ -46,10 +33,10 @@ def test_dataset_flag_picks_one_of_two_planetoid_sets(tmp_path, runs_dir, capsys
     base = ["gbp", "train", "--project", str(runs_dir), "--data", str(d), "--epochs", "2", "--quiet"]
     capsys.readouterr()
     assert main([*base, "--name", "ambiguous"]) == 3  # two datasets and no --dataset: refused, not a silent pick
-    err = _error_lines(capsys.readouterr().err)
+    err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "2 datasets: citeseer, cora" in err[0] and "--dataset" in err[0]
     assert main([*base, "--dataset", "PubMed"]) == 3
-    err = _error_lines(capsys.readouterr().err)
+    err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "no dataset 'PubMed'" in err[0] and "holds: citeseer, cora" in err[0]
     assert main([*base, "--dataset", "CiteSeer", "--name", "cs"]) == 0  # case-insensitive
     ck = torch.load(runs_dir / "gbp" / "cs" / "weights" / "best.pt", weights_only=True)
@@ -145,7 +132,7 @@ def test_predict_stops_at_a_bad_line_after_earlier_rows_and_skip_goes_on(tmp_pat
         inp.write_text(f"0\n17\n{bad}\n2\n")
         capsys.readouterr()
         assert main(predict) == 3
-        err = _error_lines(capsys.readouterr().err)
+        err = error_lines(capsys.readouterr().err)
         assert len(err) == 1 and "input line 3" in err[0]
         assert [r["id"] for r in _rows(out)] == [0, 17]  # the rows before the bad line are out
         assert main([*predict, "--on-error", "skip"]) == 0
