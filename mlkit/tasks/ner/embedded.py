@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mlkit.tasks.ner.synth import _tags  # BMES tags of one word, shared with the §7A generator
+
 SETTINGS_VERSION = 2  # bump when the generator changes: the cached corpus is rebuilt
 SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔"
@@ -87,14 +89,6 @@ def _pools(dict_path: Path) -> dict[str, list[str]]:
         elif pos in ("n", "v") and len(w) == 2 and freq >= 3000:
             pools[pos.upper()].add(w)
     return {k: sorted(v) for k, v in pools.items()}
-
-
-def _tags(word: str, typ: str) -> list[str]:
-    if typ == "O":
-        return ["O"] * len(word)
-    if len(word) == 1:
-        return [f"S-{typ}"]
-    return [f"B-{typ}"] + [f"M-{typ}"] * (len(word) - 2) + [f"E-{typ}"]
 
 
 def write_embedded(out: Path, *, train: int = 2000, dev: int = 200, test: int = 300, seed: int = 0,
