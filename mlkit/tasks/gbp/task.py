@@ -55,7 +55,7 @@ def scores(model: nn.Module, x: np.ndarray, device: str, batch: int) -> np.ndarr
     outs = []
     with torch.no_grad():
         for s in range(0, x.shape[0], batch):
-            xb = torch.from_numpy(np.ascontiguousarray(x[s : s + batch], dtype=np.float32)).to(device)
+            xb = torch.as_tensor(np.array(x[s : s + batch], dtype=np.float32), device=device)  # a copy: rows may be a read-only memmap
             outs.append(model(xb).float().cpu().numpy())
     return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
