@@ -72,6 +72,15 @@ def test_task_contract(task, runs_dir, capsys, monkeypatch):
     saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     assert saved.pop("task") == task and saved == ck["config"], "config.yaml is not the config the run used"
     assert (run_dir / "metrics.json").is_file()
+    # the embedded default lives where the config's comment says: $MLKIT_CACHE/<task>-<settings hash>
+    from mlkit.core.artifact import cache_root
+    from mlkit.core.config import default_text
+
+    lines = default_text(task_table()[task]).splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("data:"))
+    comment = [lines[at]] + [line for line in lines[at + 1 : at + 4] if line.lstrip().startswith("#")]
+    assert "$MLKIT_CACHE" in "\n".join(comment), "config.yaml's data comment must say where the default lives"
+    assert list(cache_root().glob(f"{task}-*")), f"no {task}-* artifact in {cache_root()}"
     if not hooks.one_shot:
         assert (run_dir / "results.png").stat().st_size > 1000
 

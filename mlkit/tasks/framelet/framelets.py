@@ -209,8 +209,9 @@ class Framelet:
 def cache_dir(cfg_dir: str | None) -> Path:
     if cfg_dir:
         return Path(cfg_dir).expanduser()
-    root = os.environ.get("MLKIT_CACHE")
-    return (Path(root) if root else Path("~/.cache/mlkit").expanduser()) / "framelet"
+    from mlkit.core.artifact import cache_root
+
+    return cache_root() / "framelet"
 
 
 def graph_key(adj: sp.csr_matrix) -> str:
