@@ -54,3 +54,10 @@ def pick_dataset(found: list[str], requested: str | None, where: str | Path) -> 
         raise DataError(f"the folder holds {len(names)} datasets: {', '.join(names)}", str(where),
                         "Pick one with --dataset NAME.")  # fmt: skip
     return names[0]
+
+
+def check_classes(data_classes: int, model_classes: int, where: str | Path, what: str = "class") -> None:
+    """The class-set rule of classification-like tasks: data whose labels the model cannot output is refused."""
+    if data_classes > model_classes:
+        raise DataError(f"the data has {data_classes} {what}es, the model knows {model_classes}", str(where),
+                        f"Evaluate on data with the model's {what}es (label ids 0..{model_classes - 1}).")  # fmt: skip

@@ -139,3 +139,14 @@ def test_predict_stops_at_a_bad_line_after_earlier_rows_and_skip_goes_on(tmp_pat
         rows = _rows(out)
         assert [r["id"] for r in rows] == [0, 17, 3, 2]  # an error row carries the 1-based input line
         assert "error" in rows[2] and "input line 3" in rows[2]["error"] and "label" in rows[3]
+
+
+def test_eval_refuses_data_with_classes_the_model_does_not_know(tmp_path, capsys):
+    small, big = tmp_path / "small", tmp_path / "big"
+    planetoid_set(small, "toy", classes=3)
+    planetoid_set(big, "toy", classes=5)
+    runs = str(tmp_path / "runs")
+    assert main(["gbp", "train", "--data", str(small), "--project", runs, "--estimator", "exact", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["gbp", "eval", "--data", str(big), "--project", runs, "--quiet"]) == 3
+    assert "the data has 5 classes, the model knows 3" in error_lines(capsys.readouterr().err)[0]

@@ -104,6 +104,11 @@ class NodeSetup:
                 str(self.cfg["data"]),
                 "UFGConv with per-node theta is transductive: use the training graph.",
             )
+        if extra.get("classes") is not None:
+            from mlkit.core.data import check_classes
+
+            check_classes(self.classes, int(extra["classes"]), str(self.cfg["data"]))
+            self.classes = int(extra["classes"])  # fewer classes in the data: the model keeps its own outputs
 
     def model(self) -> torch.nn.Module:
         cfg, m = self.cfg, self.cfg["model"]

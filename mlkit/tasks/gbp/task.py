@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mlkit.core.config import apply_preset
+from mlkit.core.data import check_classes
 from mlkit.core.errors import DataError, UsageError
 from mlkit.core.metrics import accuracy, micro_f1
 from mlkit.core.runtime import Ctx
@@ -170,6 +171,8 @@ class GbpTask(Task):
         g = load_dataset(cfg, ctx.log)
         d = GraphRows(g, build_rows(cfg, g, ctx.device, ctx.log))
         ex = ckpt.get("extra", {})
+        if g.labels is not None:
+            check_classes(int(g.num_classes), int(ex["num_classes"]), cfg.get("data") or "synthetic")
         if d.rows.full.rows.shape[1] != ex.get("num_features"):
             msg = f"data has {d.rows.full.rows.shape[1]} features, the model wants {ex.get('num_features')}"
             raise DataError(msg, cfg.get("data") or "synthetic", "Evaluate on the graph the model learned.")
