@@ -25,6 +25,7 @@ class Graph:
     val_idx: np.ndarray | None = None
     test_idx: np.ndarray | None = None
     name: str = "graph"
+    source: str = ""  # what the loader read: "<layout> <files> in <folder>" (tasks log it)
 
     @property
     def num_edges(self) -> int:

@@ -146,7 +146,11 @@ def load_graph(path: str | Path, fmt: str = "auto", name: str | None = None) -> 
     if fmt in ("gbp", "planetoid"):
         name = pick_name(p, fmt, name)
     with reading(p):
-        return check_graph(_load(p, fmt, name), str(p))
+        g = check_graph(_load(p, fmt, name), str(p))
+    from mlkit.graph.names import files_read
+
+    g.source = f"{fmt} layout: {', '.join(files_read(p, fmt, name))} in {p}"
+    return g
 
 
 def _load(p: Path, fmt: str, name: str | None) -> Graph:

@@ -43,3 +43,23 @@ def pick_name(path: str | Path, layout: str, requested: str | None) -> str:
     if not names:
         raise DataError(f"no {layout} dataset here", str(path), f"Expected layout: {NAMED[layout]}.")
     return pick_dataset(names, requested, path)
+
+
+def files_read(path: str | Path, layout: str, name: str | None) -> list[str]:
+    """The files of a folder that loading `layout` (dataset `name`) reads, in the loader's order of preference."""
+    p = Path(path)
+    have = {f.name for f in p.iterdir()} if p.is_dir() else set()
+    if layout == "generic":
+        adjacency = next((group for group in (("indptr.npy", "indices.npy"), ("adj.npz",), ("edges.npy",),
+                                              ("edges.txt",)) if all(f in have for f in group)), ())  # fmt: skip
+        feats = next((f for f in ("feats.npy", "feats.npz", "features.npy") if f in have), None)
+        extra = [f for f in ("labels.npy", "split.npz", "meta.json") if f in have]
+        return [*adjacency, *([feats] if feats else []), *extra]
+    if layout == "gbp":
+        return [f for f in (f"{name}.txt", f"{name}_feat.npy", f"{name}_labels.npz") if f in have]
+    if layout == "planetoid":
+        parts = ("x", "y", "allx", "ally", "tx", "ty", "graph", "test.index")
+        return [f"ind.{name}.{s}" for s in parts if f"ind.{name}.{s}" in have]
+    if layout == "saint":
+        return [f for f in ("adj_full.npz", "feats.npy", "class_map.json", "role.json") if f in have]
+    return sorted(f for f in have if f.startswith("friendster") and f.endswith((".npy", ".npz")))

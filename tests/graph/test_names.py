@@ -77,3 +77,15 @@ def test_tu_folder_with_two_sets(tmp_path):
     with pytest.raises(DataError) as info:
         load_tu(tmp_path, "enzymes")
     assert "holds: MUTAG, PROTEINS" in info.value.line()
+
+
+def test_loaded_graphs_say_which_files_were_read(tmp_path):
+    from mlkit.graph.io import save_generic
+
+    planetoid_set(tmp_path / "pl", "cora", classes=3)
+    g = load_graph(tmp_path / "pl")
+    assert g.source.startswith("planetoid layout: ind.cora.x, ind.cora.y") and "ind.cora.test.index" in g.source
+    edges = np.stack([np.arange(9), np.arange(1, 10)], 1)
+    save_generic(tmp_path / "gen", edges, 10, np.ones((10, 2), np.float32), np.zeros(10, np.int64))
+    src = load_graph(tmp_path / "gen").source
+    assert "indptr.npy, indices.npy, feats.npy, labels.npy, meta.json" in src and "edges.npy" not in src

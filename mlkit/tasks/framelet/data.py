@@ -142,7 +142,9 @@ def load_nodes(cfg: dict[str, Any]) -> Graph:
 
         # several datasets in one folder (Planetoid ind.<name>.*, gbp <name>.txt): --dataset picks one
         g = load_graph(path, "planetoid" if kind == "planetoid" else "auto", cfg.get("name"))
+        source = g.source
         g = _symmetrize(g)
+        g.source = source
     for attr in ("features", "labels", "train_idx", "val_idx", "test_idx"):
         if getattr(g, attr) is None:
             raise DataError(

@@ -48,6 +48,8 @@ class NodeSetup:
     def load(cls, cfg: dict[str, Any], ctx: Ctx, verbose: bool = True) -> NodeSetup:
         """Load the graph of cfg (--data, or the cached embedded default) and set it up."""
         g = D.load_nodes(cfg)
+        if getattr(g, "source", ""):
+            ctx.log(f"read {g.source}")
         if verbose:
             split = f"{len(g.train_idx)}/{len(g.val_idx)}/{len(g.test_idx)}"
             ctx.log(

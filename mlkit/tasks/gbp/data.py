@@ -55,6 +55,7 @@ def load_dataset(cfg: dict[str, Any], log: Any = None) -> Graph:
         # --dataset (config `name`) picks one dataset of a gbp/planetoid folder, case-insensitively; a folder with
         # several and neither --dataset nor a preset naming one is refused (exit 3) with the list of names
         g = load_graph(cfg["data"], cfg.get("format") or "auto", name)
+        log(f"read {g.source}")
     else:
         g = load_graph(synth_dir(cfg, log))
     check(g, cfg.get("data") or "synthetic")
