@@ -123,6 +123,8 @@ def build_task_app(name: str) -> typer.Typer:
             Opt("name", "--name", str, "train", "Run name (auto-incremented: train, train2, ...)."),
             Opt("exist_ok", "--exist-ok", bool, False, "Reuse the run dir if it exists."),
             Opt("resume", "--resume", bool, False, "Continue the run named by --name (default: the newest) from last.pt."),
+            Opt("max_steps", "--max-steps", int, None, "Stop cleanly (checkpoint, test, metrics) after this many optimizer steps."),
+            Opt("time_budget_s", "--time-budget-s", float, None, "Stop cleanly after this many seconds of training."),
         ] + _output_opts("train")
         sub.command("train")(make_command(lambda kw: _dispatch(name, "train", kw), opts, f"Train a {name} model (see `mlkit {name} config` for every key)."))
     if "eval" in spec.modes:

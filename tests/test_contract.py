@@ -83,6 +83,13 @@ def test_task_contract(task, runs_dir, capsys, monkeypatch):
     assert list(cache_root().glob(f"{task}-*")), f"no {task}-* artifact in {cache_root()}"
     if not hooks.one_shot:
         assert (run_dir / "results.png").stat().st_size > 1000
+        # --max-steps stops cleanly: one optimizer step, then validation, checkpoints, test and metrics
+        rc = main([task, "train", *common, "--json", "--name", "budget", "--max-steps", "1", *tiny])
+        cap = capsys.readouterr()
+        assert rc == 0, cap.err[-3000:]
+        budget = Path(json.loads(cap.out)["run_dir"])
+        assert (budget / "weights" / "best.pt").is_file() and (budget / "metrics.json").is_file()
+        assert len((budget / "results.csv").read_text().splitlines()) == 2
 
     if hooks.resumable:
         monkeypatch.setenv("MLKIT_TEST_INTERRUPT_EPOCH", "0")

@@ -20,7 +20,7 @@ from typing import Any
 from mlkit.core.errors import UsageError
 from mlkit.core.registry import TaskSpec, get_spec, task_table
 from mlkit.core.runtime import Ctx
-from mlkit.core.task import Task, TrainState
+from mlkit.core.task import Budget, Task, TrainState
 
 
 @dataclass
@@ -194,6 +194,7 @@ def train(name: str, kw: dict[str, Any], flags: dict[str, Any]) -> None:
     from mlkit.core.runtime import close_distributed
 
     check_name(kw.get("name") or "train")
+    budget = _budget(kw)  # checked before anything is written; the clock starts here
     project = Path(kw.get("project") or "runs")
     base, resume_ck, resume_dir = None, None, None
     if kw.get("resume"):
@@ -233,7 +234,8 @@ def train(name: str, kw: dict[str, Any], flags: dict[str, Any]) -> None:
         ctx.log(f"{name} train on {ctx.device}" + (f" x{ctx.dist.world_size} ranks" if ctx.dist.enabled else ""))
         try:
             try:
-                metrics = _train(task, p.spec, cfg, ctx, resume_ck)
+                budget.distributed = ctx.dist.enabled
+                metrics = _train(task, p.spec, cfg, ctx, resume_ck, budget)
             except SystemError as exc:  # Ctrl-C inside a compiled kernel arrives wrapped
                 if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
                     raise KeyboardInterrupt from None
@@ -259,7 +261,19 @@ def train(name: str, kw: dict[str, Any], flags: dict[str, Any]) -> None:
         close_distributed()
 
 
-def _train(task: Task, spec: TaskSpec, cfg: dict[str, Any], ctx: Ctx, resume: dict | None) -> dict[str, Any]:
+def _budget(kw: Mapping[str, Any]) -> Budget:
+    import time
+
+    steps, secs = kw.get("max_steps"), kw.get("time_budget_s")
+    if steps is not None and steps < 1:
+        raise UsageError(f"--max-steps must be >= 1, got {steps}", "--max-steps")
+    if secs is not None and not secs > 0:
+        raise UsageError(f"--time-budget-s must be > 0, got {secs}", "--time-budget-s")
+    return Budget(max_steps=steps, seconds=secs, start=time.monotonic())
+
+
+def _train(task: Task, spec: TaskSpec, cfg: dict[str, Any], ctx: Ctx, resume: dict | None,
+           budget: Budget) -> dict[str, Any]:  # fmt: skip
     from mlkit.core import checkpoint
     from mlkit.core.trainer import EpochLoop, write_final
 
@@ -285,7 +299,8 @@ def _train(task: Task, spec: TaskSpec, cfg: dict[str, Any], ctx: Ctx, resume: di
     for rep in ctx.track(range(start, reps), "repetitions") if reps > 1 else range(start, reps):
         model = task.build_model(cfg, ctx, data)
         opt, sched = task.build_optimizer(cfg, model)
-        st = TrainState(data=data, model=model, net=ctx.wrap(model), optimizer=opt, scheduler=sched, rep=rep)
+        st = TrainState(data=data, model=model, net=ctx.wrap(model), optimizer=opt, scheduler=sched, rep=rep,
+                        budget=budget)  # fmt: skip
         loop = EpochLoop(ctx, cfg, model, opt, sched, monitor=monitor, mode=monitor_mode,
                          patience=task.patience(cfg), extra=extra, rep=rep, carry=carry,
                          resume=resume if (resume is not None and rep == start) else None)  # fmt: skip
@@ -293,6 +308,8 @@ def _train(task: Task, spec: TaskSpec, cfg: dict[str, Any], ctx: Ctx, resume: di
             st.epoch, st.generator = epoch, loop.generator()
             metrics = task.train_epoch(cfg, ctx, st)
             metrics.update(task.validate(cfg, ctx, st))
+            if ctx.broadcast(budget.spent):  # rank 0 decides; checked before the log, which saves last.pt
+                loop.stop = True
             loop.log(metrics)
         model.load_state_dict(loop.best_state())
         result = task.test(cfg, ctx, st)
@@ -303,6 +320,10 @@ def _train(task: Task, spec: TaskSpec, cfg: dict[str, Any], ctx: Ctx, resume: di
             carry["rep0_best"], carry["rep0_best_epoch"] = dict(loop.best_metrics), loop.best_epoch
         carry["results"] = [*carry["results"], {k: float(v) for k, v in result.items()}]
         loop.carry = carry
+        if loop.stop and budget.spent:
+            ctx.log(f"stopped: {'--max-steps' if budget.max_steps and budget.steps >= budget.max_steps else '--time-budget-s'}"
+                    f" spent after {budget.steps} steps (repetition {rep + 1}, epoch {loop.epoch + 1})")  # fmt: skip
+            break
     out: dict[str, Any] = {**carry["rep0_best"], **task.summarize(cfg, list(carry["results"]))}
     out["best_epoch"] = int(carry["rep0_best_epoch"]) + 1  # counted from 1, like the console and results.csv
     write_final(ctx, out)

@@ -25,6 +25,25 @@ from mlkit.core.runtime import Ctx
 
 
 @dataclass
+class Budget:
+    """--max-steps / --time-budget-s: the run stops cleanly (checkpoint, test, metrics) once either is spent."""
+
+    max_steps: int | None = None
+    seconds: float | None = None
+    steps: int = 0
+    start: float = 0.0
+    distributed: bool = False
+
+    @property
+    def spent(self) -> bool:
+        import time
+
+        if self.max_steps is not None and self.steps >= self.max_steps:
+            return True
+        return self.seconds is not None and time.monotonic() - self.start >= self.seconds
+
+
+@dataclass
 class TrainState:
     """What one repetition's hooks work on; the runner fills it and advances `epoch`."""
 
@@ -37,6 +56,17 @@ class TrainState:
     rep: int = 0
     generator: Any = None  # torch.Generator seeded by (seed, epoch): the epoch's data order survives a resume
     scratch: dict[str, Any] = field(default_factory=dict)  # the task's own per-repetition values
+    budget: Budget = field(default_factory=Budget)
+
+    def tick(self) -> bool:
+        """Count one optimizer step; True when --max-steps or --time-budget-s is spent (end the epoch then).
+
+        Under torchrun only the step count ends an epoch early (every rank counts the same steps); the time
+        budget is then decided by rank 0 at the epoch's end, so no rank waits for another in a collective."""
+        self.budget.steps += 1
+        if self.budget.distributed:
+            return self.budget.max_steps is not None and self.budget.steps >= self.budget.max_steps
+        return self.budget.spent
 
 
 @dataclass
@@ -94,7 +124,10 @@ class Task:
         return torch.optim.Adam(model.parameters(), lr=float(cfg["lr"])), None
 
     def train_epoch(self, cfg: dict[str, Any], ctx: Ctx, st: TrainState) -> dict[str, float]:
-        """One pass over the training data; return `train/...` metrics (at least train/loss)."""
+        """One pass over the training data; return `train/...` metrics (at least train/loss).
+
+        Call `st.tick()` after every optimizer step and end the pass early when it returns True (the step or
+        time budget is spent: the runner then validates, saves and tests as after a last epoch)."""
         raise NotImplementedError
 
     def validate(self, cfg: dict[str, Any], ctx: Ctx, st: TrainState) -> dict[str, float]:

@@ -153,3 +153,17 @@ def test_a_failed_checkpoint_write_leaves_no_temp_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         checkpoint.save(checkpoint.make("toy", {"arch": "mlp"}, {}, epoch=3), path)
     assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == ["last.pt"]
+
+
+def test_max_steps_and_time_budget_stop_cleanly_with_checkpoint_and_metrics(runs_dir, capsys):
+    common = ["toy", "train", "--project", str(runs_dir), "--json", "--epochs", "50"]
+    assert main([*common, "--name", "steps", "--max-steps", "5"]) == 0  # 154 rows / batch 16: 9 steps an epoch
+    out = json.loads(capsys.readouterr().out)
+    run = Path(out["run_dir"])
+    assert "test/accuracy" in out["metrics"] and (run / "weights" / "best.pt").is_file()
+    assert len((run / "results.csv").read_text().splitlines()) == 2  # header + the one (partial) epoch
+    assert main([*common, "--name", "time", "--time-budget-s", "0.5"]) == 0
+    rows = (Path(json.loads(capsys.readouterr().out)["run_dir"]) / "results.csv").read_text().splitlines()
+    assert 2 <= len(rows) < 51
+    assert main([*common, "--max-steps", "0"]) == 2
+    assert "--max-steps must be >= 1" in _err(capsys)

@@ -110,7 +110,8 @@ class Prepared:
         )
         return net.to(self.ctx.device, self.dtype)
 
-    def run(self, model: GraphNet, ids: np.ndarray, opt: Any = None, gen: Any = None) -> dict[str, float]:
+    def run(self, model: GraphNet, ids: np.ndarray, opt: Any = None, gen: Any = None, tick: Any = None
+            ) -> dict[str, float]:  # fmt: skip
         """One pass over `ids` (training when opt is given); summed loss, accuracy or MAE."""
         bs = int(self.cfg["batch_size"])
         if opt is not None:
@@ -125,10 +126,12 @@ class Prepared:
                     loss = torch.nn.functional.mse_loss(out, y, reduction="sum")
                 else:
                     loss = torch.nn.functional.cross_entropy(out, y, reduction="sum")
+            stop = False
             if opt is not None:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                stop = tick is not None and tick()  # --max-steps / --time-budget-s spent: end the pass here
             loss_sum += float(loss.detach())
             if self.ds.regression:
                 abs_err += float(
@@ -139,6 +142,9 @@ class Prepared:
                 )
             else:
                 correct += int((out.argmax(1) == y).sum())
+            if stop:
+                ids = ids[: s + bs]
+                break
         n = max(len(ids), 1)
         if self.ds.regression:
             return {"loss": loss_sum / n, "mae": abs_err / (n * self.out_dim)}
@@ -195,7 +201,7 @@ class Prepared:
         )
         return {
             f"train/{k}": v
-            for k, v in self.run(st.model, self._split(st)["train"], st.optimizer, gen).items()
+            for k, v in self.run(st.model, self._split(st)["train"], st.optimizer, gen, st.tick).items()
         }
 
     def validate(self, st: TrainState) -> dict[str, float]:

@@ -137,6 +137,7 @@ class NodeSetup:
         loss = torch.nn.functional.nll_loss(torch.log_softmax(model(self.x, self.op), 1)[tr], self.y[tr])
         loss.backward()
         st.optimizer.step()
+        st.tick()
         return {"train/loss": float(loss.detach())}
 
     def validate(self, st: TrainState) -> dict[str, float]:

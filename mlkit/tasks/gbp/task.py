@@ -158,6 +158,8 @@ class GbpTask(Task):
             st.optimizer.step()
             total += float(loss.item()) * pos.shape[0]
             count += pos.shape[0]
+            if st.tick():
+                break
         return {"train/loss": ctx.all_reduce_mean(total / max(count, 1))}
 
     def validate(self, cfg: dict, ctx: Ctx, st: TrainState) -> dict:

@@ -73,7 +73,7 @@ class NerTask(Task):
         for group in opt.param_groups:
             group["lr"] = D.base_lr(cfg) * (1 - cfg["lr_decay"]) ** st.epoch
         model.train()
-        total, n_sent, t0 = 0.0, 0, time.perf_counter()
+        total, n_sent, chars, t0 = 0.0, 0, 0, time.perf_counter()
         batches = D.length_batches(data.lengths, cfg["batch_size"], st.generator)
         for idx in ctx.track(batches, f"epoch {st.epoch + 1}"):
             loss = model.loss(collate([data.items[i] for i in idx], data.vocab.arch, ctx.device))
@@ -84,8 +84,11 @@ class NerTask(Task):
             opt.step()
             total += float(loss.detach().sum())
             n_sent += len(idx)
+            chars += int(data.lengths[idx].sum())
+            if st.tick():
+                break
         secs = time.perf_counter() - t0
-        return {"train/loss": total / max(n_sent, 1), "train/chars_per_s": float(data.lengths.sum()) / secs}
+        return {"train/loss": total / max(n_sent, 1), "train/chars_per_s": chars / secs}
 
     def validate(self, cfg: dict, ctx: Ctx, st: TrainState) -> dict[str, float]:
         val = D.score(st.model, st.data.vocab, st.data.corpus["dev"], cfg, ctx.device, "val")
