@@ -6,8 +6,6 @@ epoch loop (early stopping on val micro-F1, patience train.patience) and tests w
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,78 +16,13 @@ from torch import nn
 from mlkit.core.config import apply_preset
 from mlkit.core.data import check_classes
 from mlkit.core.errors import DataError, UsageError
-from mlkit.core.metrics import accuracy, micro_f1
 from mlkit.core.runtime import Ctx
 from mlkit.core.task import Task, TrainState
-from mlkit.graph.graph import Graph
 from mlkit.tasks.gbp import SAMPLE_INPUTS
-from mlkit.tasks.gbp.data import (
-    SPLITS,
-    SplitRows,
-    build_rows,
-    labels_of,
-    load_dataset,
-    timing_table,
-)
+from mlkit.tasks.gbp.data import build_rows, labels_of, load_dataset
 from mlkit.tasks.gbp.model import GnnBP
 from mlkit.tasks.gbp.precompute import ESTIMATORS, WEIGHTS
-
-
-@dataclass
-class GraphRows:
-    """A graph, its propagated rows, and (after restore) the model."""
-
-    g: Graph
-    rows: SplitRows
-    model: GnnBP | None = None
-
-
-def _model(cfg: dict[str, Any], in_dim: int, out_dim: int) -> GnnBP:
-    m = cfg["model"]
-    return GnnBP(in_dim, int(m["hidden"]), out_dim, int(m["layers"]), float(m["dropout"]), str(m["bias"]),
-                 bool(m["residual"]))  # fmt: skip
-
-
-def scores(model: nn.Module, x: np.ndarray, device: str, batch: int) -> np.ndarray:
-    """Logits for rows x (eval mode, no grad), in chunks."""
-    model.eval()
-    outs = []
-    with torch.no_grad():
-        for s in range(0, x.shape[0], batch):
-            xb = torch.as_tensor(np.array(x[s : s + batch], dtype=np.float32), device=device)  # a copy: rows may be a read-only memmap
-            outs.append(model(xb).float().cpu().numpy())
-    return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
-
-
-def split_metrics(model: nn.Module, d: GraphRows, cfg: dict, device: str, splits: tuple = SPLITS) -> dict:
-    """micro-F1 (== accuracy for multiclass) and accuracy (per label entry when multilabel) per split."""
-    out: dict[str, float] = {}
-    for s in splits:
-        logits = scores(model, d.rows.rows(d.g, s), device, int(cfg["train"]["eval_batch_size"]))
-        pred = (logits > 0).astype(np.int64) if d.g.multilabel else logits.argmax(1)
-        gold = labels_of(d.g, getattr(d.g, f"{s}_idx"))
-        out[f"{s}/f1"] = micro_f1(pred, gold)
-        out[f"{s}/acc"] = accuracy(pred, gold)
-    return out
-
-
-def load(cfg: dict[str, Any], ctx: Ctx) -> GraphRows:
-    """Graph and rows; under torchrun rank 0 builds (and caches) them, then the other ranks read the cache."""
-    d = None
-    for turn in (0,) if not ctx.dist.enabled else (0, 1):
-        if ctx.dist.enabled and (turn == 0) != ctx.is_main:
-            ctx.barrier()
-            continue
-        t0 = time.perf_counter()
-        g = load_dataset(cfg, ctx.log)
-        load_s = time.perf_counter() - t0
-        d = GraphRows(g, build_rows(cfg, g, ctx.device, ctx.log))
-        if ctx.is_main and not ctx.quiet:
-            ctx.console.print(timing_table(d.rows, load_s))
-        if ctx.dist.enabled:
-            ctx.barrier()
-    assert d is not None
-    return d
+from mlkit.tasks.gbp.rows import GraphRows, gnnbp, load, scores, split_metrics
 
 
 class GbpTask(Task):
@@ -116,7 +49,7 @@ class GbpTask(Task):
         return load(cfg, ctx)
 
     def build_model(self, cfg: dict, ctx: Ctx, data: GraphRows) -> GnnBP:
-        return _model(cfg, data.rows.full.rows.shape[1], data.g.num_classes).to(ctx.device)
+        return gnnbp(cfg, data.rows.full.rows.shape[1], data.g.num_classes).to(ctx.device)
 
     def build_optimizer(self, cfg: dict, model: nn.Module) -> tuple[Any, Any]:
         wd = float(cfg["train"]["weight_decay"])
@@ -178,7 +111,7 @@ class GbpTask(Task):
         if d.rows.full.rows.shape[1] != ex.get("num_features"):
             msg = f"data has {d.rows.full.rows.shape[1]} features, the model wants {ex.get('num_features')}"
             raise DataError(msg, cfg.get("data") or "synthetic", "Evaluate on the graph the model learned.")
-        d.model = _model(cfg, int(ex["num_features"]), int(ex["num_classes"])).to(ctx.device)
+        d.model = gnnbp(cfg, int(ex["num_features"]), int(ex["num_classes"])).to(ctx.device)
         d.model.load_state_dict(ckpt["state_dict"])
         d.model.eval()
         return d
