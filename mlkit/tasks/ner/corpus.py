@@ -326,3 +326,34 @@ def entity_types(tags: Sequence[Sequence[str]] | Sequence[str]) -> set[str]:
     """The entity types of tag lists (or of a flat list of labels)."""
     flat = [t for x in tags for t in ([x] if isinstance(x, str) else x)]
     return {t[2:] for t in flat if t != "O"}
+
+
+def eval_split(cfg: dict, root: Path, labels: list[str], trained: dict, log: Any) -> list:
+    """The test sentences eval scores: only the test file is read; --label-map applied; entity types the model
+    does not know refused (exit 3). A run's own --variant/--split-files apply to another folder only if they fit."""
+    picks = {k: cfg[k] for k in ("split_files", "variant")}
+    try:
+        files = find_splits(root, ("test",), picks["split_files"], picks["variant"])
+    except DataError:
+        # another dataset than the run's: the run's own file picks (kept in its config) may not apply there
+        inherited = [k for k, v in picks.items() if v and v == trained.get(k)]
+        if not inherited or str(cfg["data"]) == str(trained.get("data")):
+            raise
+        files = find_splits(root, ("test",), *(None if k in inherited else picks[k] for k in picks))
+    splits, read = read_splits(files, cfg["scheme"], log)
+    test = splits["test"]
+    if cfg["label_map"]:
+        mapping = read_label_map(cfg["label_map"], log)
+        known = entity_types(labels) | {"O"}
+        wrong = sorted({m for m in mapping.values() if m not in known})
+        if wrong:
+            raise DataError(f"the label map names types the model does not know: {' '.join(wrong)}",
+                            str(cfg["label_map"]), f"The model's types: {' '.join(sorted(known))}.")  # fmt: skip
+        test = map_types(test, mapping)
+    unknown = sorted(entity_types([t for _, t in test]) - entity_types(labels))
+    if unknown:
+        raise DataError(f"the test data has entity types the model does not know: {' '.join(unknown)}",
+                        str(read["test"].path), f"The model knows {' '.join(sorted(entity_types(labels)))}; "
+                        "map the others with --label-map FILE ('DATA_TYPE MODEL_TYPE' per line; "
+                        "MODEL_TYPE O drops a type).")  # fmt: skip
+    return test

@@ -9,18 +9,11 @@ from typing import Any
 import torch
 
 from mlkit.core.config import apply_preset
-from mlkit.core.errors import DataError, UsageError
+from mlkit.core.errors import UsageError
 from mlkit.core.runtime import Ctx, keep_freed_memory
 from mlkit.core.task import Task, TrainState
 from mlkit.tasks.ner import decode as D
-from mlkit.tasks.ner.corpus import (
-    entity_types,
-    find_splits,
-    map_types,
-    parse_split_files,
-    read_label_map,
-    read_splits,
-)
+from mlkit.tasks.ner.corpus import eval_split, parse_split_files
 from mlkit.tasks.ner.data import data_root, raw_tokens
 from mlkit.tasks.ner.vocab import ARCHS, NerData, Vocab, collate, prepare
 
@@ -113,32 +106,7 @@ class NerTask(Task):
     def evaluate(self, cfg: dict, ctx: Ctx, restored: tuple[Any, Vocab, dict]) -> dict[str, float]:
         """Test-split metrics: entity P/R/F1 (micro and per type) and token accuracy (reads only the test file)."""
         model, vocab, trained = restored
-        root = data_root(cfg, ctx.log)
-        picks = {k: cfg[k] for k in ("split_files", "variant")}
-        try:
-            files = find_splits(root, ("test",), picks["split_files"], picks["variant"])
-        except DataError:
-            # another dataset than the run's: the run's own file picks (kept in its config) may not apply there
-            inherited = [k for k, v in picks.items() if v and v == trained.get(k)]
-            if not inherited or str(cfg["data"]) == str(trained.get("data")):
-                raise
-            files = find_splits(root, ("test",), *(None if k in inherited else picks[k] for k in picks))
-        splits, read = read_splits(files, cfg["scheme"], ctx.log)
-        test = splits["test"]
-        if cfg["label_map"]:
-            mapping = read_label_map(cfg["label_map"], ctx.log)
-            known = entity_types(vocab.labels) | {"O"}
-            wrong = sorted({m for m in mapping.values() if m not in known})
-            if wrong:
-                raise DataError(f"the label map names types the model does not know: {' '.join(wrong)}",
-                                str(cfg["label_map"]), f"The model's types: {' '.join(sorted(known))}.")  # fmt: skip
-            test = map_types(test, mapping)
-        unknown = sorted(entity_types([t for _, t in test]) - entity_types(vocab.labels))
-        if unknown:
-            raise DataError(f"the test data has entity types the model does not know: {' '.join(unknown)}",
-                            str(read["test"].path), f"The model knows {' '.join(sorted(entity_types(vocab.labels)))}; "
-                            "map the others with --label-map FILE ('DATA_TYPE MODEL_TYPE' per line; "
-                            "MODEL_TYPE O drops a type).")  # fmt: skip
+        test = eval_split(cfg, data_root(cfg, ctx.log), vocab.labels, trained, ctx.log)
         return D.score(model, vocab, test, cfg, ctx.device, "test")
 
     def parse_record(self, cfg: dict, restored: Any, line: str, n: int) -> tuple:
