@@ -262,20 +262,25 @@ def _flags(kw: dict[str, Any], defaults: dict[str, Any], spec: TaskSpec, mode: s
 
 
 def _dispatch(task: str, mode: str, kw: dict[str, Any], fn: Any = None) -> None:
+    import warnings
+
     from mlkit.core import runner
     from mlkit.core.config import load_defaults
     from mlkit.core.registry import get_spec
 
     spec = get_spec(task)
     flags = _flags(kw, load_defaults(task_table()[task]), spec, mode)
-    if mode == "train":
-        runner.train(task, kw, flags)
-    elif mode == "eval":
-        runner.evaluate(task, kw, flags)
-    elif mode == "predict":
-        runner.predict(task, kw, flags)
-    else:
-        runner.verb(task, mode, fn, kw, flags)
+    with warnings.catch_warnings():
+        if kw.get("quiet"):  # --quiet prints nothing but errors: library warnings (numpy, sklearn, torch) too
+            warnings.simplefilter("ignore")
+        if mode == "train":
+            runner.train(task, kw, flags)
+        elif mode == "eval":
+            runner.evaluate(task, kw, flags)
+        elif mode == "predict":
+            runner.predict(task, kw, flags)
+        else:
+            runner.verb(task, mode, fn, kw, flags)
 
 
 # ---------------------------------------------------------------- entry point

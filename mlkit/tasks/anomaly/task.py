@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -22,15 +20,6 @@ from mlkit.tasks.anomaly.pipeline import combine, from_state_dict, score_sample,
 from mlkit.tasks.anomaly.report import save_prediction
 
 
-@contextmanager
-def _quiet_warnings(quiet: bool) -> Iterator[None]:
-    """--quiet prints nothing but errors: Python warnings of numpy, sklearn, torch or timm are dropped too."""
-    with warnings.catch_warnings():
-        if quiet:
-            warnings.simplefilter("ignore")
-        yield
-
-
 def _dir(path: Any) -> Path | None:
     return Path(path) if path and Path(path).is_dir() else None
 
@@ -42,9 +31,7 @@ class AnomalyTask(Task):
                          "(pass-A features are cached: with --set cache_dir=DIR a new run reuses them)")  # fmt: skip
 
     def finalize(self, cfg: dict, explicit: frozenset[str], mode: str) -> dict:
-        if mode == "train" and not cfg.get(
-            "data"
-        ):  # the embedded default's lighter preset, never over a set key
+        if mode == "train" and not cfg.get("data"):  # the embedded default's lighter preset, never over a set key
             from mlkit.tasks.anomaly import EMBEDDED
 
             for key, value in EMBEDDED.items():
@@ -69,17 +56,12 @@ class AnomalyTask(Task):
 
     def load_data(self, cfg: dict, ctx: Ctx) -> tuple[Path, list[str]]:
         """The root and its categories, every file of every split checked (header, shape) before extraction."""
-        with _quiet_warnings(ctx.quiet):
-            root = self._root(cfg, ctx)
-            cats = D.pick_categories(str(cfg["category"]), D.categories(root))
-            check_categories(root, cats, ("train", "validation", "test"), int(cfg["max_train"]), ctx.log)
+        root = self._root(cfg, ctx)
+        cats = D.pick_categories(str(cfg["category"]), D.categories(root))
+        check_categories(root, cats, ("train", "validation", "test"), int(cfg["max_train"]), ctx.log)
         return root, cats
 
     def fit(self, cfg: dict, ctx: Ctx, data: tuple[Path, list[str]]) -> FitResult:
-        with _quiet_warnings(ctx.quiet):
-            return self._fit(cfg, ctx, data)
-
-    def _fit(self, cfg: dict, ctx: Ctx, data: tuple[Path, list[str]]) -> FitResult:
         t_start = time.perf_counter()
         (root, cats), mode = data, str(cfg["modalities"])
         ext = Extractor(cfg, ctx.device)
@@ -87,9 +69,7 @@ class AnomalyTask(Task):
         extra = {"categories": cats, "modalities": mode, "dims": [int(d) for d in ext.dims], "uff": uff is not None,
                  "data_root": str(root), "run_dir": str(ctx.run_dir)}  # fmt: skip
         sd = to_state_dict(states, uff)
-        states, _ = from_state_dict(
-            sd, extra, cfg
-        )  # test the float16 banks the checkpoint holds (eval == train)
+        states, _ = from_state_dict(sd, extra, cfg)  # test the float16 banks the checkpoint holds (eval == train)
         metrics = test_categories(cfg, ctx, states, uff, root, cats, mode, ext, ctx.run_dir, ctx.run_dir)
         metrics["train/extract_s_per_sample"] = extract_s
         metrics["train/extract_cpu_s_per_sample"] = extract_cpu
@@ -98,24 +78,15 @@ class AnomalyTask(Task):
 
     # ---------------------------------------------------------------- eval / predict
     def restore(self, cfg: dict, ctx: Ctx, ckpt: dict) -> dict[str, Any]:
-        with _quiet_warnings(ctx.quiet):
-            return self._restore(cfg, ctx, ckpt)
-
-    def _restore(self, cfg: dict, ctx: Ctx, ckpt: dict) -> dict[str, Any]:
         extra = ckpt["extra"]
         states, uff = from_state_dict(ckpt["state_dict"], extra, cfg)
         root = self._root(cfg, ctx, extra) if ctx.mode == "eval" else None
         ext = Extractor(cfg, ctx.device)
         run_dir = ctx.run_dir or _dir(extra.get("run_dir"))
         uff = uff.to(ctx.device) if uff is not None else None
-        return {"extra": extra, "states": states, "uff": uff, "ext": ext, "root": root, "run_dir": run_dir,
-                "quiet": ctx.quiet}  # fmt: skip
+        return {"extra": extra, "states": states, "uff": uff, "ext": ext, "root": root, "run_dir": run_dir}  # fmt: skip
 
     def evaluate(self, cfg: dict, ctx: Ctx, r: dict[str, Any]) -> dict[str, float]:
-        with _quiet_warnings(ctx.quiet):
-            return self._evaluate(cfg, ctx, r)
-
-    def _evaluate(self, cfg: dict, ctx: Ctx, r: dict[str, Any]) -> dict[str, float]:
         cats = D.pick_categories(str(cfg["category"]), list(r["extra"]["categories"]))
         out = r["run_dir"] / "eval" if r["run_dir"] else None
         check_categories(r["root"], [c for c in cats if c in r["states"]], ("test",), log=ctx.log)
@@ -133,8 +104,7 @@ class AnomalyTask(Task):
             if cat is None:
                 raise DataError(f"cannot tell the category of {rgb_p}", None,
                                 f"Put it under a folder named one of {list(r['states'])}.")  # fmt: skip
-            with _quiet_warnings(r["quiet"]):
-                x = D.load(D.Sample(rgb_p, xyz_p, None, "predict", 0), r["ext"].size)
+            x = D.load(D.Sample(rgb_p, xyz_p, None, "predict", 0), r["ext"].size)
         except DataError as exc:
             what = f"{exc.what} ({exc.where})" if exc.where else exc.what
             raise DataError(what, f"input line {n}", exc.fix) from None
@@ -144,10 +114,6 @@ class AnomalyTask(Task):
         return 8
 
     def predict_batch(self, cfg: dict, ctx: Ctx, r: dict[str, Any], records: list) -> list[dict]:
-        with _quiet_warnings(ctx.quiet):
-            return self._predict_batch(cfg, ctx, r, records)
-
-    def _predict_batch(self, cfg: dict, ctx: Ctx, r: dict[str, Any], records: list) -> list[dict]:
         mode, rows = r["extra"]["modalities"], []
         for n, rec in records:
             rgb_p, xyz_p, cat, x = rec
