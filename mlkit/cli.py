@@ -299,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("MLKIT_DEBUG", "") not in ("", "0")
     code = 0
+    from mlkit.core.runtime import restore_sigint, sigint_seen, watch_sigint
+
+    previous = watch_sigint()
     try:
         command = typer.main.get_command(build_app())
         result = command.main(args=args, prog_name="mlkit", standalone_mode=False)
@@ -327,21 +330,17 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         sys.stderr.write(f"error: {exc.strerror or exc}{where}. Check the path, its permissions and free space.\n")
         code = 1
-    except SystemError as exc:
-        # Ctrl-C that lands inside a compiled (Numba) kernel surfaces as SystemError wrapping KeyboardInterrupt
-        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt) or "KeyboardInterrupt" in str(exc):
-            sys.stderr.write("interrupted\n")
-            code = EXIT_INTERRUPTED
-        else:
-            if debug:
-                traceback.print_exc()
-            sys.stderr.write(f"error: internal failure: SystemError: {exc}. Rerun with --debug for details.\n")
-            code = 1
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if debug:
             traceback.print_exc()
-        sys.stderr.write(f"error: internal failure: {type(exc).__name__}: {exc}. Rerun with --debug for details.\n")
-        code = 1
+        if sigint_seen():  # Ctrl-C that surfaced from compiled code as another exception
+            sys.stderr.write("interrupted\n")
+            code = EXIT_INTERRUPTED
+        else:
+            sys.stderr.write(f"error: internal failure: {type(exc).__name__}: {exc}. Rerun with --debug for details.\n")
+            code = 1
+    finally:
+        restore_sigint(previous)
     sys.stderr.flush()
     if return_code:
         return code

@@ -236,8 +236,10 @@ def train(name: str, kw: dict[str, Any], flags: dict[str, Any]) -> None:
             try:
                 budget.distributed = ctx.dist.enabled
                 metrics = _train(task, p.spec, cfg, ctx, resume_ck, budget)
-            except SystemError as exc:  # Ctrl-C inside a compiled kernel arrives wrapped
-                if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            except Exception:  # Ctrl-C inside a compiled kernel can arrive as another exception (SystemError)
+                from mlkit.core.runtime import sigint_seen
+
+                if sigint_seen():
                     raise KeyboardInterrupt from None
                 raise
         except KeyboardInterrupt:

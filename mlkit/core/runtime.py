@@ -242,3 +242,42 @@ def keep_freed_memory() -> bool:
     ok = mallopt(m_mmap_threshold, 32 * 1024 * 1024) == 1 and mallopt(m_trim_threshold, 2**31 - 1) == 1
     _MALLOC_TUNED = ok
     return ok
+
+
+_SIGINT_SEEN = False
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    global _SIGINT_SEEN
+    _SIGINT_SEEN = True
+    raise KeyboardInterrupt
+
+
+def watch_sigint() -> Any:
+    """Note every Ctrl-C (then raise KeyboardInterrupt as Python does); returns the handler it replaced.
+
+    A Ctrl-C that lands inside compiled code (a Numba kernel called from an autograd backward, say) can
+    surface as another exception (SystemError "returned a result with an exception set"); with the note,
+    the runner and the CLI still treat it as an interruption: exit 130 with the resume hint.
+    """
+    import signal
+    import threading
+
+    global _SIGINT_SEEN
+    _SIGINT_SEEN = False
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, _on_sigint)
+
+
+def restore_sigint(previous: Any) -> None:
+    """Put back the handler watch_sigint replaced."""
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
+
+
+def sigint_seen() -> bool:
+    """Whether Ctrl-C arrived since watch_sigint()."""
+    return _SIGINT_SEEN
