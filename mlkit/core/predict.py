@@ -28,10 +28,30 @@ from mlkit.core.errors import DataError, MlkitError
 _END = object()
 
 
+def _raw_stdin() -> Iterator[bytes]:
+    """stdin's lines as bytes, read with os.read: the reader thread then holds no lock of sys.stdin's buffer, so
+    the interpreter can shut down while it waits for input (a buffered read there aborts the process)."""
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):  # a replaced stdin (tests): its own iterator
+        yield from sys.stdin.buffer
+        return
+    rest = b""
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        *lines, rest = (rest + chunk).split(b"\n")
+        for line in lines:
+            yield line + b"\n"
+    if rest:
+        yield rest
+
+
 def read_lines(source: str) -> Iterator[str]:
     """Input lines without their newline from a file or stdin ('-'), lazily; bad UTF-8 is exit 3."""
     if source == "-":
-        stream: Any = sys.stdin.buffer
+        stream: Any = _raw_stdin()
         where = "stdin"
     else:
         p = Path(source)

@@ -191,3 +191,19 @@ def test_no_progress_bars_when_stderr_is_not_a_terminal_and_quiet_is_silent(runs
     assert "epoch 2/2" in err and out.stdout == b""  # people's text on stderr, nothing on stdout
     quiet = mlkit("toy", "train", "--project", str(runs_dir), "--epochs", "1", "--quiet")
     assert quiet.returncode == 0 and quiet.stderr.decode().strip() == "" and quiet.stdout == b""
+
+
+def test_a_bad_record_exits_3_while_stdin_is_still_open(runs_dir):
+    """The reader thread waits on an open pipe when the run stops: the process must still exit cleanly (3)."""
+    assert main(["toy", "train", "--project", str(runs_dir), "--quiet", "--epochs", "1"]) == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlkit", "toy", "predict", "--project", str(runs_dir), "--quiet"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(),
+    )  # fmt: skip
+    proc.stdin.write(b"1,1\nnot a record\n")
+    proc.stdin.flush()
+    try:
+        assert proc.wait(timeout=60) == 3, proc.stderr.read().decode()[-2000:]
+    finally:
+        proc.stdin.close()
+    assert len(proc.stdout.read().decode().splitlines()) == 1
