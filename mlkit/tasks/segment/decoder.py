@@ -1,0 +1,184 @@
+"""The unrolled LRP-eps decoder with weights tied to the encoder (spec §2.2).
+
+`LRPDecoder` is a plain object, not an nn.Module: it owns no parameters. Forward hooks on the encoder record each
+layer's input (BN also its output); `heatmaps(z)` then runs the LRP-eps rules backwards through the very same
+weight tensors (conv -> conv_transpose2d with W, linear -> W^T), batched over the requested classes: relevance
+has a leading class axis (k, N, ...) against the recorded (N, ...) activations. Gradients flow through the
+recorded activations, the tied weights and the logits; biases and BN scales are detached as in the original.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_PASS = (nn.ReLU, nn.Dropout, nn.Sequential, nn.Identity, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU)
+_HOOKED = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Linear)
+
+
+def sdiv(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """u / v with v kept at |v| >= 1e-9 (sign preserved); 0 where v == 0."""
+    vs = torch.where(v >= 0, v.clamp(min=1e-9), v.clamp(max=-1e-9))
+    return torch.where(v == 0, torch.zeros_like(u), u / vs)
+
+
+def stab(o: torch.Tensor, eps: float) -> torch.Tensor:
+    """o + eps * sign(o) (sign(0) = +1): the LRP-eps stabiliser, never towards zero."""
+    return o + eps * torch.where(o >= 0, 1.0, -1.0).to(o.dtype)
+
+
+def _flat(r: torch.Tensor) -> torch.Tensor:
+    return r.reshape(r.shape[0] * r.shape[1], *r.shape[2:])
+
+
+def _unflat(r: torch.Tensor, k: int) -> torch.Tensor:
+    return r.reshape(k, r.shape[0] // k, *r.shape[1:])
+
+
+class LRPDecoder:
+    """decoder.record(x) -> z (runs the encoder with recording on); decoder.heatmaps(z) -> (N, k, H, W)."""
+
+    def __init__(self, encoder: nn.Module, eps: float = 1e-8) -> None:
+        for name, m in encoder.named_modules():
+            if m is encoder or isinstance(m, _PASS + _HOOKED) or _is_block(m):
+                continue
+            raise ValueError(f"unrolled LRP does not support layer {name} ({type(m).__name__})")
+        self.encoder, self.eps = encoder, eps
+        self.rec: dict[nn.Module, Any] = {}
+        self.active = False
+        self.clone = not all(isinstance(b, _tiny_block()) for b in encoder.modules() if _is_block(b))
+        self.handles = [
+            m.register_forward_hook(self._hook) for m in encoder.modules() if isinstance(m, _HOOKED)
+        ]
+
+    def close(self) -> None:
+        """Remove the recording hooks from the encoder."""
+        for h in self.handles:
+            h.remove()
+        self.handles, self.rec = [], {}
+
+    def _hook(self, m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        if self.active:  # BN outputs are cloned: torchvision blocks add the shortcut to them in place
+            self.rec[m] = (inp[0], out.clone() if isinstance(m, nn.BatchNorm2d) and self.clone else out)
+
+    def record(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the encoder on x, recording every layer's input; must come right before heatmaps()."""
+        self.active = True
+        try:
+            return self.encoder(x)
+        finally:
+            self.active = False
+
+    def tied(self) -> list[nn.Module]:
+        """The encoder layers whose weights the decoder uses (the tests check `is` identity)."""
+        return [m for m in self.encoder.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))]
+
+    # ---------------------------------------------------------------- layer rules
+    def _div(self, r: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        """sdiv(r, o + eps sign(o)); with eps >= 1e-9 the stabilised denominator is never below 1e-9 in size."""
+        if self.eps >= 1e-9:
+            return r / stab(o, self.eps)
+        return sdiv(r, stab(o, self.eps))
+
+    def _pre(self, m: nn.Module, shape: int) -> torch.Tensor:
+        """The layer's recorded output with its bias detached (value unchanged, no bias gradient via R)."""
+        out = self.rec[m][1]
+        if m.bias is None:
+            return out
+        b = m.bias.view(-1, *([1] * (out.dim() - 2))) if shape else m.bias
+        return out - b + b.detach()
+
+    def linear(self, m: nn.Linear, r: torch.Tensor) -> torch.Tensor:
+        a = self.rec[m][0]
+        return a * (self._div(r, self._pre(m, 0)) @ m.weight)
+
+    def conv(self, m: nn.Conv2d, r: torch.Tensor, bn: nn.BatchNorm2d | None = None) -> torch.Tensor:
+        """Conv rule; with `bn` (the BN right after m) the BN rule is fused in: one K-sized multiply fewer."""
+        a = self.rec[m][0]
+        op = tuple(
+            (a.shape[2 + i] + 2 * m.padding[i] - m.dilation[i] * (m.kernel_size[i] - 1) - 1) % m.stride[i]
+            for i in range(2)
+        )  # fmt: skip
+        if bn is not None:
+            s = _flat(r * self._div(self._bn_factor(bn), self._pre(m, 1)))
+        else:
+            s = _flat(self._div(r, self._pre(m, 1)))
+        c = F.conv_transpose2d(s, m.weight, None, m.stride, m.padding, op, m.groups, m.dilation)
+        return a * _unflat(c, r.shape[0])
+
+    def bn(self, m: nn.BatchNorm2d, r: torch.Tensor) -> torch.Tensor:
+        return self._bn_factor(m) * r
+
+    def _bn_factor(self, m: nn.BatchNorm2d) -> torch.Tensor:
+        """s * a / y, detached (s = gamma / sqrt(var + eps), batch variance in train mode)."""
+        a, y = self.rec[m]
+        if m.training or m.running_var is None:
+            var = a.detach().var(dim=(0, 2, 3), unbiased=False)
+        else:
+            var = m.running_var
+        s = (m.weight if m.weight is not None else torch.ones_like(var)) / torch.sqrt(var + m.eps)
+        return (s.view(1, -1, 1, 1) * sdiv(a, y)).detach()
+
+    def maxpool(self, m: nn.MaxPool2d, r: torch.Tensor) -> torch.Tensor:
+        a = self.rec[m][0]
+        _, idx = F.max_pool2d(a.detach(), m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
+                              return_indices=True)  # fmt: skip
+        k = r.shape[0]
+        out = r.new_zeros(k * a.shape[0], a.shape[1], a.shape[2] * a.shape[3])
+        ix = idx.flatten(2).expand(k, *idx.flatten(2).shape).reshape(k * a.shape[0], a.shape[1], -1)
+        out = out.scatter_add(2, ix, _flat(r).flatten(2))  # accumulates where pooling windows overlap
+        return _unflat(out, k).reshape(k, *a.shape)
+
+    def avgpool(self, m: nn.AdaptiveAvgPool2d, r: torch.Tensor) -> torch.Tensor:
+        a, o = self.rec[m]
+        (hi, wi), (ho, wo) = a.shape[-2:], o.shape[-2:]
+        if hi % ho or wi % wo:
+            raise ValueError(f"adaptive avgpool {hi}x{wi} -> {ho}x{wo} is not a uniform pooling")
+        kh, kw = hi // ho, wi // wo
+        w = a.new_full((a.shape[1], 1, kh, kw), 1.0 / (kh * kw))
+        s = _flat(sdiv(r, o))
+        return a * _unflat(F.conv_transpose2d(s, w, None, (kh, kw), groups=a.shape[1]), r.shape[0])
+
+    def block(self, blk: nn.Module, r: torch.Tensor) -> torch.Tensor:
+        convs = [getattr(blk, f"conv{i}") for i in (1, 2, 3) if hasattr(blk, f"conv{i}")]
+        bns = [getattr(blk, f"bn{i}") for i in (1, 2, 3) if hasattr(blk, f"bn{i}")]
+        main = self.rec[bns[-1]][1]
+        sc = self.rec[convs[0]][0] if blk.downsample is None else self.rec[blk.downsample[-1]][1]
+        t = main + sc
+        r_sc, r_main = sdiv(sc, t) * r, sdiv(main, t) * r
+        for conv, bn in reversed(list(zip(convs, bns))):
+            r_main = self.conv(conv, r_main, bn)
+        if blk.downsample is not None:
+            r_sc = self.conv(blk.downsample[0], r_sc, blk.downsample[1])
+        return r_main + r_sc
+
+    # ---------------------------------------------------------------- whole decoder
+    def heatmaps(self, z: torch.Tensor, classes: list[int] | None = None) -> torch.Tensor:
+        """Per-class heatmaps (N, k, H, W) for `classes` (default all K), relevance init z_c on class c."""
+        enc = self.encoder
+        cls = list(range(z.shape[1])) if classes is None else list(classes)
+        onehot = torch.eye(z.shape[1], dtype=z.dtype, device=z.device)[cls]  # (k, K)
+        r = onehot[:, None, :] * z[None]  # (k, N, K): T[:, c] = z[:, c], undetached
+        r = self.linear(enc.fc, r)
+        r = r.reshape(*r.shape, 1, 1)
+        r = self.avgpool(enc.avgpool, r)
+        for layer in reversed(
+            [getattr(enc, n) for n in ("layer1", "layer2", "layer3", "layer4") if hasattr(enc, n)]
+        ):
+            for blk in reversed(list(layer)):
+                r = self.block(blk, r)
+        r = self.conv(enc.conv1, self.maxpool(enc.maxpool, r), enc.bn1)
+        return r.sum(2).transpose(0, 1)
+
+
+def _tiny_block() -> type:
+    from mlkit.tasks.segment.model import Block
+
+    return Block
+
+
+def _is_block(m: nn.Module) -> bool:
+    return hasattr(m, "conv1") and hasattr(m, "bn1") and hasattr(m, "downsample") and not hasattr(m, "fc")

@@ -1,0 +1,42 @@
+"""segment §7 validation (slow, < 10 min on 2 cores): 5 % of the shapes images masked, TW vs std-UNet.
+
+mIoU(TW) - mIoU(std-UNet) >= 5 points, mean of seeds 0 and 1; same tiny encoder, same pretraining, same number
+of iterations (26 epochs x 38 steps ~ 1000), AdamW lr 1e-3, B = 16.
+    python -m pytest -m slow tests/tasks/test_segment_slow.py -s
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+_extra = os.environ.get("MLKIT_EXTRA_TASKS", "")
+if "segment=" not in _extra:
+    os.environ["MLKIT_EXTRA_TASKS"] = ",".join(x for x in (_extra, "segment=mlkit.tasks.segment") if x)
+
+import pytest  # noqa: E402
+
+from mlkit.cli import main  # noqa: E402
+
+COMMON = ["--device", "cpu", "--quiet", "--json", "--budget", "5%", "--set", "epochs=26", "--set", "viz=0",
+          "--set", "lr=0.001", "--set", "batch_size=16"]  # fmt: skip
+
+
+def _miou(arch: str, seed: int, runs: Path, capsys: pytest.CaptureFixture) -> float:
+    rc = main(["segment", "train", "--project", str(runs), "--arch", arch, "--set", f"seed={seed}", *COMMON])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err[-2000:]
+    return float(json.loads(cap.out)["metrics"]["test/miou"])
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known gap (issue 12 open): on the CPU budget the tiny classifier's image loss "
+                   "stays near chance for ~500 steps, so TW heatmaps carry no class signal (TW 0.18 vs std-UNet 0.31 "
+                   "mIoU); strict: this fails loudly once the method learns, so the marker is removed then")
+def test_tw_beats_std_unet_with_5_percent_masks(runs_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    res = {arch: [_miou(arch, s, runs_dir, capsys) for s in (0, 1)] for arch in ("tw", "std-unet")}
+    mean = {a: sum(v) / len(v) for a, v in res.items()}
+    with capsys.disabled():
+        print(f"\n§7 5% masks, test mIoU per seed: {res}; means {mean}")
+    assert 100 * (mean["tw"] - mean["std-unet"]) >= 5.0, res
