@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlkit.core.errors import UsageError
+from mlkit.core.errors import RunFailure, UsageError
 from mlkit.core.registry import TaskSpec, get_spec, task_table
 from mlkit.core.runtime import Ctx
 from mlkit.core.task import Budget, Task, TrainState
@@ -40,6 +40,10 @@ def load_task(name: str) -> Task:
     mod = importlib.import_module(task_table()[name] + ".task")
     task: Task = mod.TASK
     task.spec = get_spec(name)
+    missing = task.missing_hooks()
+    if missing:  # a task package that is not finished: say which hooks, never fail half-way through a run
+        raise RunFailure(f"task '{name}' does not define the hooks {', '.join(missing)}",
+                         f"{task_table()[name]}.task", "See docs/adding-a-task.md.")  # fmt: skip
     return task
 
 

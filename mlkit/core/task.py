@@ -79,9 +79,24 @@ class FitResult:
 
 
 class Task:
-    """Base class of a task's hooks. Override what the method needs; the defaults suit a classifier."""
+    """Base class of a task's hooks. Override what the method needs; the defaults suit a classifier.
+
+    Hooks every task defines (there are no defaults; `missing_hooks` is checked when the task is loaded):
+      load_data(cfg, ctx) -> data          read, or build the embedded default of, the training data; validate
+                                           it (DataError, exit 3)
+      build_model(cfg, ctx, data) -> nn.Module   a fresh model on ctx.device
+      train_epoch(cfg, ctx, st) -> dict    one pass; `train/...` metrics (train/loss at least); call
+                                           `st.tick()` after each optimizer step, end the pass when it is True
+      fit(cfg, ctx, data) -> FitResult     one-shot training, instead of build_model/train_epoch
+      restore(cfg, ctx, ckpt) -> restored  what evaluate/predict need (model in eval mode, data)
+      evaluate(cfg, ctx, restored) -> dict test metrics (keys: the spec's `metrics`)
+      predict_batch(cfg, ctx, restored, records) -> list   one row per record (a dict, or a str written as is)
+      sample_inputs(run_dir) -> list[str]  predict records valid for a model of the embedded default
+    `fit` only when one_shot is True; `build_model` and `train_epoch` only when it is False.
+    """
 
     spec: TaskSpec  # set by the registry from the package's SPEC
+    COMMON = ("load_data", "restore", "evaluate", "predict_batch", "sample_inputs")
     one_shot = False  # True: `fit` builds the model in one pass (memory banks, closed forms); no epochs
     resumable = True
     not_resumable_why = ""  # shown (exit 2) when --resume is asked of a task that cannot resume
@@ -109,26 +124,12 @@ class Task:
         return None
 
     # ---------------------------------------------------------------- train
-    def load_data(self, cfg: dict[str, Any], ctx: Ctx) -> Any:
-        """Read (or build the embedded default of) the training data; validate it (DataError, exit 3)."""
-        raise NotImplementedError
-
-    def build_model(self, cfg: dict[str, Any], ctx: Ctx, data: Any) -> Any:
-        """A fresh nn.Module on ctx.device."""
-        raise NotImplementedError
 
     def build_optimizer(self, cfg: dict[str, Any], model: Any) -> tuple[Any, Any]:
         """(optimizer, scheduler or None); the default is Adam at cfg['lr']."""
         import torch
 
         return torch.optim.Adam(model.parameters(), lr=float(cfg["lr"])), None
-
-    def train_epoch(self, cfg: dict[str, Any], ctx: Ctx, st: TrainState) -> dict[str, float]:
-        """One pass over the training data; return `train/...` metrics (at least train/loss).
-
-        Call `st.tick()` after every optimizer step and end the pass early when it returns True (the step or
-        time budget is spent: the runner then validates, saves and tests as after a last epoch)."""
-        raise NotImplementedError
 
     def validate(self, cfg: dict[str, Any], ctx: Ctx, st: TrainState) -> dict[str, float]:
         """`val/...` metrics after an epoch; must include the spec's monitor."""
@@ -146,18 +147,7 @@ class Task:
         """Plain values saved in every checkpoint's `extra` (vocabularies, class names, shapes)."""
         return {}
 
-    def fit(self, cfg: dict[str, Any], ctx: Ctx, data: Any) -> FitResult:
-        """One-shot training (only when one_shot is True)."""
-        raise NotImplementedError
-
     # ---------------------------------------------------------------- eval / predict
-    def restore(self, cfg: dict[str, Any], ctx: Ctx, ckpt: dict[str, Any]) -> Any:
-        """Rebuild what evaluate/predict need (model in eval mode, data) from a checkpoint."""
-        raise NotImplementedError
-
-    def evaluate(self, cfg: dict[str, Any], ctx: Ctx, restored: Any) -> dict[str, float]:
-        """Test metrics of a restored checkpoint (keys: the spec's `metrics`)."""
-        raise NotImplementedError
 
     def parse_record(self, cfg: dict[str, Any], restored: Any, line: str, n: int) -> Any:
         """Turn one input line (1-based number n) into a record; raise DataError naming `input line n`."""
@@ -167,14 +157,11 @@ class Task:
         """Records per predict_batch call at most (only records already read are batched; --batch-size wins)."""
         return 64
 
-    def predict_batch(self, cfg: dict[str, Any], ctx: Ctx, restored: Any, records: list[Any]) -> list[Any]:
-        """One output row (a dict for JSON Lines, or a str written as is) per record, in order."""
-        raise NotImplementedError
-
     def expand_input(self, folder: Path) -> Iterator[str] | None:
         """Records for a folder given to --input (None: folders are not accepted)."""
         return None
 
-    def sample_inputs(self, run_dir: Path) -> list[str]:
-        """Predict records valid for a model trained on the embedded default (the contract test uses them)."""
-        raise NotImplementedError
+    def missing_hooks(self) -> list[str]:
+        """The required hooks this task does not define (see the class docstring)."""
+        need = [*self.COMMON, *(("fit",) if self.one_shot else ("build_model", "train_epoch"))]
+        return [name for name in need if not callable(getattr(self, name, None))]

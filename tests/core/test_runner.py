@@ -167,3 +167,20 @@ def test_max_steps_and_time_budget_stop_cleanly_with_checkpoint_and_metrics(runs
     assert 2 <= len(rows) < 51
     assert main([*common, "--max-steps", "0"]) == 2
     assert "--max-steps must be >= 1" in _err(capsys)
+
+
+def test_a_task_missing_required_hooks_is_named_when_loaded():
+    from mlkit.core.task import Task
+
+    class Half(Task):
+        def load_data(self, cfg, ctx):  # noqa: ANN001, ANN201
+            return None
+
+    assert Half().missing_hooks() == ["restore", "evaluate", "predict_batch", "sample_inputs", "build_model",
+                                      "train_epoch"]  # fmt: skip
+    one = type("OneShot", (Half,), {"one_shot": True})()
+    assert "fit" in one.missing_hooks() and "train_epoch" not in one.missing_hooks()
+    from mlkit.core.registry import task_table
+    from mlkit.core.runner import load_task
+
+    assert all(not load_task(t).missing_hooks() for t in task_table())
