@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from bn_fixtures import randomise_bn
 
 from mlkit.kernels.lrp import gxi_heatmaps, reference_heatmaps
 from mlkit.tasks.segment.model import build_encoder
@@ -11,14 +12,7 @@ from mlkit.tasks.segment.model import build_encoder
 
 def _encoder(k: int, width: int, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
-    enc = build_encoder("tiny", k, width).double()
-    for m in enc.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.3, 0.3)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    return enc.eval()
+    return randomise_bn(build_encoder("tiny", k, width).double()).eval()
 
 
 @pytest.mark.parametrize("seed,k,width,size", [(0, 4, 8, 16), (1, 3, 4, 20), (2, 6, 8, 17)])

@@ -12,6 +12,7 @@ if "segment=" not in _extra:
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from bn_fixtures import randomise_bn  # noqa: E402
 
 from mlkit.tasks.segment.evaluation import confusion, iou_from  # noqa: E402
 from mlkit.tasks.segment.loss import class_loss, pixel_loss, tw_step_loss  # noqa: E402
@@ -25,12 +26,7 @@ def _net(arch: str = "tw", k: int = 4, width: int = 4, seed: int = 0, eps: float
 
 
 def _randomise_bn(net: SegNet) -> None:
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.3, 0.3)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
+    randomise_bn(net)
 
 
 # ------------------------------------------------------------------------------------------------ model
