@@ -162,9 +162,10 @@ def test_max_steps_and_time_budget_stop_cleanly_with_checkpoint_and_metrics(runs
     run = Path(out["run_dir"])
     assert "test/accuracy" in out["metrics"] and (run / "weights" / "best.pt").is_file()
     assert len((run / "results.csv").read_text().splitlines()) == 2  # header + the one (partial) epoch
-    assert main([*common, "--name", "time", "--time-budget-s", "0.5"]) == 0
+    # a budget already spent when training starts: the first step ends the first epoch, and the run
+    assert main([*common, "--name", "time", "--time-budget-s", "0.001"]) == 0
     rows = (Path(json.loads(capsys.readouterr().out)["run_dir"]) / "results.csv").read_text().splitlines()
-    assert 2 <= len(rows) < 51
+    assert len(rows) == 2
     assert main([*common, "--max-steps", "0"]) == 2
     assert "--max-steps must be >= 1" in _err(capsys)
 
