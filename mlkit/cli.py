@@ -143,9 +143,23 @@ def build_task_app(name: str) -> typer.Typer:
         sub.command("predict")(make_command(lambda kw: _dispatch(name, "predict", kw), opts, f"Predict with a checkpoint (task {name}): records in, JSON Lines out."))
 
     @sub.command("config")
-    def show_config() -> None:
-        """Print the task's default YAML config."""
-        sys.stdout.write(default_text(module))
+    def show_config(
+        preset: Optional[str] = typer.Option(  # noqa: UP045 - typer reads typing forms
+            None, "--preset", help="Print the full config with this preset applied (e.g. paper)."
+        ),
+    ) -> None:
+        """Print the task's default YAML config (with --preset: every value of that protocol)."""
+        if not preset:
+            sys.stdout.write(default_text(module))
+            return
+        from mlkit.core.config import apply_preset, dump, load_defaults
+
+        cfg = load_defaults(module)
+        cfg["preset"] = preset
+        cfg = apply_preset(cfg)
+        cfg.pop("presets", None)
+        sys.stdout.write(f"# mlkit {name} config --preset {preset}: the defaults with the preset applied\n")
+        sys.stdout.write(dump(cfg))
 
     import importlib
 

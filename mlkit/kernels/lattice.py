@@ -293,7 +293,10 @@ def _lattice_apply(x: Any, xw: Any, plan: dict, p: dict[str, Any], flips: tuple[
         flat = x.reshape(n_d, n_b * m, n_x).index_select(1, ix["v_rows"])
         pg = torch.baddbmm(p["b"][:, None], flat, p["Wx"])
         pl = torch.baddbmm(p["u"][:, None], flat, p["Ux"])
-    pw = torch.addmm(p["v"].reshape(-1), xw, p["Vx"].transpose(0, 1).reshape(xw.shape[1], -1))  # rows (k, d)
+    if xw.dim() == 3:  # [D, W, Dw]: one word table per direction (the original's per-direction embeddings)
+        pw = torch.baddbmm(p["v"][:, None], xw, p["Vx"]).transpose(0, 1)  # rows (k, d)
+    else:
+        pw = torch.addmm(p["v"].reshape(-1), xw, p["Vx"].transpose(0, 1).reshape(xw.shape[1], -1))  # rows (k, d)
     hs = _lattice_fn().apply(
         pg.reshape(-1, 3 * hid), pl.reshape(-1, hid), pw.reshape(-1, 3 * hid), p["Wh"], p["Uc"], p["Vh"], ix
     )
@@ -327,7 +330,9 @@ def lattice_torch(x: Any, lengths: Any, xw: Any, plan: dict, p: dict[str, Any], 
 def lattice_bi_torch(
     x: Any, lengths: Any, xw: Any, plan: dict, pf: dict[str, Any], pb: dict[str, Any]
 ) -> Any:
-    """Both directions in one loop on stacked tensors: [B, m, 2H] = [forward ; backward] (plan: lattice_bi_schedule)."""
+    """Both directions in one loop on stacked tensors: [B, m, 2H] = [forward ; backward] (plan: lattice_bi_schedule).
+
+    xw: [W, Dw] word inputs shared by both directions, or [2, W, Dw] = [forward ; backward] inputs."""
     import torch
 
     hs = _lattice_apply(x, xw, plan, {k: torch.stack([pf[k], pb[k]]) for k in KEYS}, (False, True))

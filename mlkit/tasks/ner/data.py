@@ -73,10 +73,19 @@ def data_root(cfg: dict, log=None) -> Path:
 
 
 # --- lexicon ---
+def lexicon_source(cfg: dict) -> Path:
+    """--lexicon FILE; 'jieba' or no --lexicon and no word vectors: jieba's dict.txt; no --lexicon with
+    --word-vectors FILE: that file (the original's lexicon is every token of its word-vector file)."""
+    path, wv = cfg["lexicon"]["path"], cfg["vectors"]["word"]
+    if path == "jieba" or (path is None and not wv):
+        return jieba_dict_path()
+    return Path(path if path is not None else wv).expanduser()
+
+
 def training_lexicon(cfg: dict, log=None) -> tuple[list[str], str]:
-    """The lexicon's words and source: --lexicon, else jieba's dict.txt."""
+    """The lexicon's words and source (see `lexicon_source`)."""
     lc = cfg["lexicon"]
-    path = Path(lc["path"]) if lc["path"] is not None else jieba_dict_path()
+    path = lexicon_source(cfg)
     words = read_lexicon(path, lc["min_len"], lc["max_len"], cfg["number_normalized"])
     if log:
         log(f"read lexicon {path}: {len(words)} words of length {lc['min_len']}-{lc['max_len']}")
@@ -107,14 +116,15 @@ def read_text(path: Path, what: str, fix: str) -> str:
 
 
 def read_lexicon(path: Path, min_len: int, max_len: int, number_normalized: bool) -> list[str]:
-    """Words of a lexicon file (first field per line: plain lists and jieba's 'word freq pos' both work)."""
+    """Words of a lexicon file (first field per line: plain lists, jieba's 'word freq pos' and word2vec text files
+    with or without their 'N D' header all work)."""
     text = read_text(Path(path), "lexicon file", "Pass an existing file to --lexicon.")
     seen: set[str] = set()
     words: list[str] = []
     for no, line in enumerate(text.split("\n"), 1):
         fields = line.split()
-        if not fields:
-            continue
+        if not fields or (no == 1 and len(fields) == 2 and all(f.isdigit() for f in fields)):
+            continue  # blank, or a word2vec file's 'N D' header
         if _CONTROL.search(fields[0]):
             raise DataError("control character in a lexicon word", f"{path} line {no}", "Remove it.")
         w = normalize(fields[0]) if number_normalized else fields[0]

@@ -36,7 +36,9 @@ def model_from_ckpt(ckpt: dict, device: str) -> tuple[NERModel, Vocab]:
     vocab = Vocab.from_extra(cfg["arch"], ckpt["extra"])
     sd = ckpt["state_dict"]
     init = {k: sd[f"{k}_emb.weight"].numpy() for k in ("char", "bichar", "word") if f"{k}_emb.weight" in sd}
-    model = build_model(cfg["arch"], vocab, cfg["model"], init)
+    # checkpoints from before per-direction word tables hold one table: build what the weights say
+    mcfg = {**cfg["model"], "word_emb": "per_direction" if "word_emb_b.weight" in sd else "shared"}
+    model = build_model(cfg["arch"], vocab, mcfg, init)
     model.load_state_dict(sd)
     return model.to(device).eval(), vocab
 

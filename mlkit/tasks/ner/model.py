@@ -77,6 +77,12 @@ class NERModel(nn.Module):
             dim += mcfg["seg_dim"]
         if arch in ("lattice", "softlexicon"):
             self.word_emb = self._emb("word", sizes["words"], mcfg["word_dim"], init)
+            if arch == "lattice" and mcfg.get("word_emb", "shared") == "per_direction":
+                # the original: each direction owns a copy of the word table (same initial rows), and draws its
+                # own lattice-dropout mask
+                self.word_emb_b = self._emb("word", sizes["words"], mcfg["word_dim"], init)
+                with torch.no_grad():
+                    self.word_emb_b.weight.copy_(self.word_emb.weight)
             self.register_buffer(
                 "word_freq", torch.tensor(init.get("word_freq", np.ones(sizes["words"])), dtype=torch.float32)
             )
@@ -99,7 +105,7 @@ class NERModel(nn.Module):
     def _emb(name: str, n: int, dim: int, init: dict[str, np.ndarray]) -> nn.Embedding:
         mat = init.get(name)
         if mat is not None:
-            return nn.Embedding.from_pretrained(torch.from_numpy(mat), freeze=False, padding_idx=0)
+            return nn.Embedding.from_pretrained(torch.from_numpy(mat).clone(), freeze=False, padding_idx=0)
         scale = float(np.sqrt(3.0 / dim))
         emb = nn.Embedding(n, dim, padding_idx=0)
         nn.init.uniform_(emb.weight, -scale, scale)
@@ -150,6 +156,8 @@ class NERModel(nn.Module):
         lengths = batch["lengths"]
         if self.arch == "lattice":
             xw = self.word_drop(self.word_emb(batch["wid"]))
+            if hasattr(self, "word_emb_b"):  # [2, W, Dw]: forward and backward word inputs
+                xw = torch.stack([xw, self.word_drop(self.word_emb_b(batch["wid"]))])
             if self.per_sentence:
                 h = self._lattice_per_sentence(x, xw, batch)
             else:
@@ -168,11 +176,12 @@ class NERModel(nn.Module):
         pf, pb = self.fwd.params(), self.bwd.params()
         for i, n in enumerate(batch["lengths"].tolist()):
             sel = np.nonzero(wb == i)[0]
-            xi, xwi = x[i, :n], xw[torch.from_numpy(sel).to(x.device)]
+            xi, xwi = x[i, :n], xw[..., torch.from_numpy(sel).to(x.device), :]
+            xf, xb = (xwi[0], xwi[1]) if xwi.dim() == 3 else (xwi, xwi)
             h = torch.cat(
                 [
-                    lattice_sentence_torch(xi, ws[sel], wl[sel], xwi, pf, False),
-                    lattice_sentence_torch(xi, ws[sel], wl[sel], xwi, pb, True),
+                    lattice_sentence_torch(xi, ws[sel], wl[sel], xf, pf, False),
+                    lattice_sentence_torch(xi, ws[sel], wl[sel], xb, pb, True),
                 ],
                 -1,
             )

@@ -175,6 +175,9 @@ def prepare(cfg: dict, root: Path, log: Callable[[str], Any], warn: Callable[[st
         corpus = {k: map_types(v, mapping) for k, v in corpus.items()}
     arch, vc, norm = cfg["arch"], cfg["vectors"], cfg["number_normalized"]
     lexicon, lex_src = training_lexicon(cfg, log) if arch in WORD_ARCHS else ([], "")
+    if cfg.get("preset") == "paper" and arch in WORD_ARCHS and not vc["word"]:
+        warn("--preset paper without --word-vectors: the lexicon is jieba's dict.txt (337k words), a stand-in for "
+             "the paper's ctb.50d.vec (704k words, pretrained); give --word-vectors ctb.50d.vec for the paper's")
     word_src = vc["word"]
     cv = read_vectors(vc["char"], norm) if vc["char"] else None
     bv = read_vectors(vc["bichar"], norm) if vc["bichar"] and arch not in ("char", "lattice") else None
