@@ -15,6 +15,7 @@ TASKS: dict[str, str] = {
     "ner": "mlkit.tasks.ner",
     "gbp": "mlkit.tasks.gbp",
     "framelet": "mlkit.tasks.framelet",
+    "grounding": "mlkit.tasks.grounding",
 }
 
 
