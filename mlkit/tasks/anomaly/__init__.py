@@ -35,6 +35,7 @@ SPEC = TaskSpec(
         Flag("--uff-steps", "uff.steps", int, "UFF optimiser steps (0 = use epochs)", _T),
         Flag("--save-maps", "save_maps", bool, "write heatmap | ground-truth PNG panels", ("train", "eval")),
         Flag("--threshold", "threshold.mode", str, "max | quantile over validation/good image scores", _T),
+        Flag("--preset", "preset", str, "paper: the paper's banks, UFF recipe and fusion (`config --preset paper`)", _T),
     ),
     verbs={"synth": "mlkit.tasks.anomaly.cli:synth", "preprocess": "mlkit.tasks.anomaly.cli:preprocess"},
     rows="score",

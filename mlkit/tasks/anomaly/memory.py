@@ -73,9 +73,30 @@ def coreset_sizes(raw: dict[str, int], n_patches_pt: int, cfg: dict[str, Any]) -
     return out
 
 
+def coreset_plan(rows: int, dim: int, n: int, cfg: dict[str, Any]) -> tuple[int, int, int]:
+    """(pool rows, projection width, peak bytes) of one bank's coreset: the projected pool (float32), the greedy
+    loop's two per-row vectors, one projection chunk and the kept rows; the float16 raw bank stays on disk."""
+    from mlkit.kernels.coreset import jl_dim
+
+    m = cfg["memory"]
+    pool = min(rows, int(m["presample"])) if int(m["presample"]) > 0 else rows
+    width = int(m["projection_dim"]) or jl_dim(pool)
+    width = min(width, dim)
+    peak = 4 * (pool * width + 2 * pool + min(pool, _CHUNK) * (dim + width) + n * dim)
+    return pool, width, peak
+
+
+_CHUNK = 65536  # rows per projection chunk
+
+
 def subsample_bank(bank: np.ndarray, n: int, cfg: dict[str, Any], seed: int, device: str) -> np.ndarray:
-    """Greedy k-center rows of a bank (after a seeded pre-subsample), as a float32 array."""
-    from mlkit.kernels.coreset import select
+    """Greedy k-center rows of a bank (after a seeded pre-subsample), as a float32 array.
+
+    The bank may be a float16 memmap: it is projected in chunks (seeded Gaussian map, JL width when
+    projection_dim is 0), so memory holds the projected pool, never the raw bank in float32 (`coreset_plan`)."""
+    import torch
+
+    from mlkit.kernels.coreset import coreset_torch, projection_matrix
 
     m = cfg["memory"]
     rng = np.random.default_rng(seed)
@@ -83,10 +104,17 @@ def subsample_bank(bank: np.ndarray, n: int, cfg: dict[str, Any], seed: int, dev
     pre = int(m["presample"])
     if pre > 0 and len(pool) > pre:
         pool = np.sort(rng.choice(len(bank), pre, replace=False))
-    x = np.asarray(bank[pool], dtype=np.float32)
-    if n >= len(x):
-        return x
-    return x[select(x, n, int(m["projection_dim"]), seed, device)]
+    if n >= len(pool):
+        return np.asarray(bank[pool], dtype=np.float32)
+    _, width, _ = coreset_plan(len(bank), bank.shape[1], n, cfg)
+    proj = projection_matrix(bank.shape[1], width, seed) if width < bank.shape[1] else None
+    x = torch.empty(len(pool), width)
+    for a in range(0, len(pool), _CHUNK):
+        rows = torch.from_numpy(np.asarray(bank[pool[a : a + _CHUNK]], dtype=np.float32))
+        x[a : a + len(rows)] = rows @ proj if proj is not None else rows
+    keep = np.unique(coreset_torch(x.to(device), n).cpu().numpy())
+    del x
+    return np.asarray(bank[pool[keep]], dtype=np.float32)
 
 
 def score_bank(patches: Any, bank: Any, reweight: bool, chunk: int = 1024) -> tuple[float, Any]:
@@ -136,7 +164,7 @@ def fit_ocsvm(x: np.ndarray, cfg: dict[str, Any], seed: int) -> np.ndarray:
     from sklearn.exceptions import ConvergenceWarning
 
     svm = SGDOneClassSVM(
-        nu=float(f["nu"]), max_iter=int(f["max_iter"]), random_state=int(f["svm_seed"]), tol=1e-4
+        nu=float(f["nu"]), max_iter=int(f["max_iter"]), random_state=int(f["svm_seed"]), tol=float(f["tol"])
     )
     with warnings.catch_warnings():  # the reference runs the same 1000 epochs and ignores this warning too
         warnings.simplefilter("ignore", ConvergenceWarning)

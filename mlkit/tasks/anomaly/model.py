@@ -99,7 +99,7 @@ def train_uff(
         x_pt, x_rgb = np.concatenate(xs_pt), np.concatenate(xs_rgb)
         if len(x_pt) < 2:
             continue
-        sub = torch.randperm(len(x_pt), generator=generator)[: int(u["pairs_per_step"])].numpy()
+        sub = torch.randperm(len(x_pt), generator=generator)[: int(u["pairs_per_step"]) or None].numpy()
         loss = model.loss(torch.from_numpy(x_pt[sub]).to(device), torch.from_numpy(x_rgb[sub]).to(device),
                           float(u["temperature"]))  # fmt: skip
         if not torch.isfinite(loss):

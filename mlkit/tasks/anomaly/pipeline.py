@@ -14,6 +14,7 @@ from mlkit.tasks.anomaly.data import Sample, load
 from mlkit.tasks.anomaly.memory import (
     MODALITIES,
     BankWriter,
+    coreset_plan,
     coreset_sizes,
     fit_ocsvm,
     scalar_stats,
@@ -110,6 +111,11 @@ def build_banks(
     for m in mods:
         st.norm[m] = (stats["pt"][0], stats["rgb"][1]) if cfg["memory"]["norm"] == "reference" else stats[m]
     sizes = coreset_sizes({m: len(raw[m]) for m in mods}, rows_per["pt"] * len(feats), cfg)
+    for m in mods:  # the memory bound first, before the greedy loops run
+        if 0 < sizes[m] < len(raw[m]):
+            pool, width, peak = coreset_plan(len(raw[m]), dims[m], sizes[m], cfg)
+            log(f"  coreset {m}: {sizes[m]} of {pool} rows on a {width}-d projection, peak ≈ {peak / 2**20:.0f} MiB "
+                f"(raw bank {len(raw[m]) * dims[m] * 2 / 2**20:.0f} MiB float16 on disk)")  # fmt: skip
     for k, m in enumerate(mods):
         rows = (
             subsample_bank(raw[m], sizes[m], cfg, seed + k, device) if len(raw[m]) else np.zeros((0, dims[m]))

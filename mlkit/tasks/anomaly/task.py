@@ -20,6 +20,53 @@ from mlkit.tasks.anomaly.pipeline import combine, from_state_dict, score_sample,
 from mlkit.tasks.anomaly.report import save_prediction
 
 
+_PAPER_KEYS = ("fusion.score_norm", "memory.coreset_mode", "memory.coreset_max", "memory.presample",
+               "memory.projection_dim")  # fmt: skip
+
+
+def _in_preset(cfg: dict, key: str) -> bool:
+    node = (cfg.get("presets") or {}).get(cfg["preset"]) or {}
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def paper_backbones(cfg: dict) -> bool:
+    return str(cfg["rgb_backbone"]).startswith("timm:") and str(cfg["point_backbone"]).startswith("pointmae")
+
+
+def paper_protocol(cfg: dict, explicit: frozenset[str]) -> dict:
+    """--preset paper; and with the paper's extractors named (timm: + pointmae), the paper's fusion weights and
+    bank settings in every key the user did not set (the defaults' score_norm train is for other extractors)."""
+    from mlkit.core.config import apply_preset
+
+    if not cfg.get("preset") and paper_backbones(cfg):
+        paper = cfg.get("presets", {}).get("paper", {})
+        for key in _PAPER_KEYS:
+            if key not in explicit:
+                head, tail = key.split(".")
+                cfg[head][tail] = paper[head][tail]
+        return cfg
+    return apply_preset(cfg, explicit)
+
+
+def stand_in_warnings(cfg: dict) -> list[str]:
+    """Paper-only settings combined with stand-ins: said once, before any work."""
+    out = []
+    if cfg["fusion"]["score_norm"] == "lambda" and not paper_backbones(cfg):
+        out.append("lambda fusion (1, 0.1, 1) was tuned for DINO ViT-B/8 + Point-MAE scores; with "
+                   f"{cfg['rgb_backbone']} + {cfg['point_backbone']} use --score-norm train")  # fmt: skip
+    if cfg.get("preset") == "paper" and not paper_backbones(cfg):
+        out.append("--preset paper with stand-in extractors: give --rgb-backbone timm:vit_base_patch8_224@dino.pth "
+                   "and --point-backbone pointmae@pointmae_pretrain.pth for the paper's numbers")  # fmt: skip
+    for name in ("rgb_backbone", "point_backbone"):
+        if str(cfg[name]).split(":")[0] in ("timm", "pointmae") and "@" not in str(cfg[name]):
+            out.append(f"{name} {cfg[name]} has no weights file (random init: for code paths, not results)")
+    return out
+
+
 def _dir(path: Any) -> Path | None:
     return Path(path) if path and Path(path).is_dir() else None
 
@@ -31,11 +78,13 @@ class AnomalyTask(Task):
                          "(pass-A features are cached: with --set cache_dir=DIR a new run reuses them)")  # fmt: skip
 
     def finalize(self, cfg: dict, explicit: frozenset[str], mode: str) -> dict:
+        if mode == "train":
+            cfg = paper_protocol(cfg, explicit)
         if mode == "train" and not cfg.get("data"):  # the embedded default's lighter preset, never over a set key
             from mlkit.tasks.anomaly import EMBEDDED
 
             for key, value in EMBEDDED.items():
-                if key not in explicit:
+                if key not in explicit and not (cfg.get("preset") and _in_preset(cfg, key)):
                     head, tail = key.split(".")
                     cfg[head][tail] = value
         if str(cfg["modalities"]) not in MODALITIES:
@@ -56,6 +105,8 @@ class AnomalyTask(Task):
 
     def load_data(self, cfg: dict, ctx: Ctx) -> tuple[Path, list[str]]:
         """The root and its categories, every file of every split checked (header, shape) before extraction."""
+        for line in stand_in_warnings(cfg):
+            ctx.warn(line)
         root = self._root(cfg, ctx)
         cats = D.pick_categories(str(cfg["category"]), D.categories(root))
         check_categories(root, cats, ("train", "validation", "test"), int(cfg["max_train"]), ctx.log)

@@ -1,0 +1,133 @@
+"""anomaly `--preset paper` (issue 20): the printed protocol against spec §2.6-2.9, the switch to the paper's fusion
+and banks when the paper's extractors are named, warnings for stand-ins, the memory-bounded uncapped coreset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from mlkit.cli import main
+from mlkit.core.config import load_defaults
+from mlkit.kernels.coreset import coreset_torch, jl_dim, projection_matrix
+from mlkit.tasks.anomaly.memory import coreset_plan, coreset_sizes, subsample_bank
+from mlkit.tasks.anomaly.task import TASK, stand_in_warnings
+
+# spec anomaly.md §2.6 (UFF), §2.7 (banks), §2.9 (DLF)
+PAPER = {
+    "max_train": 400,
+    "batch_size": 16,
+    "lr": 0.003,
+    "uff.steps": 750,
+    "uff.warmup_steps": 250,
+    "uff.pairs_per_step": 0,
+    "uff.weight_decay": 1.5e-6,
+    "uff.temperature": 1.0,
+    "uff.hidden_ratio": 4,
+    "memory.norm": "reference",
+    "memory.coreset_mode": "reference",
+    "memory.coreset_ratio": 0.1,
+    "memory.coreset_max": 0,
+    "memory.presample": 0,
+    "memory.projection_dim": 0,
+    "memory.reweight": True,
+    "memory.blur_sigma": 4.0,
+    "fusion.score_norm": "lambda",
+    "fusion.lambdas": [1.0, 0.1, 1.0],
+    "fusion.fit": "train",
+    "fusion.nu": 0.5,
+    "fusion.max_iter": 1000,
+    "fusion.svm_seed": 42,
+    "fusion.tol": 1e-3,
+    "modalities": "triple",
+    "image_size": 224,
+}
+
+
+def _get(cfg: dict, key: str):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def test_config_preset_paper_prints_the_spec_protocol(capsys):
+    assert main(["anomaly", "config", "--preset", "paper"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    for key, want in PAPER.items():
+        assert _get(cfg, key) == want, key
+
+
+def _final(explicit: dict, mode: str = "train") -> dict:
+    cfg = load_defaults("mlkit.tasks.anomaly")
+    for key, value in explicit.items():
+        head, *tail = key.split(".")
+        if tail:
+            cfg[head][tail[0]] = value
+        else:
+            cfg[head] = value
+    return TASK.finalize(cfg, frozenset(explicit), mode)
+
+
+def test_paper_preset_wins_over_the_embedded_lighter_settings_but_not_over_the_user():
+    cfg = _final({"preset": "paper"})
+    assert cfg["uff"]["steps"] == 750 and cfg["uff"]["pairs_per_step"] == 0
+    assert cfg["memory"]["coreset_max"] == 0
+    cfg = _final({"preset": "paper", "uff.steps": 5, "fusion.score_norm": "train"})
+    assert cfg["uff"]["steps"] == 5 and cfg["fusion"]["score_norm"] == "train"
+    assert cfg["memory"]["coreset_mode"] == "reference"
+
+
+def test_paper_extractors_switch_fusion_and_banks_unless_set():
+    pair = {"rgb_backbone": "timm:vit_base_patch8_224@dino.pth", "point_backbone": "pointmae@pm.pth"}
+    cfg = _final(pair)
+    assert cfg["fusion"]["score_norm"] == "lambda"
+    assert cfg["memory"]["coreset_mode"] == "reference" and cfg["memory"]["coreset_max"] == 0
+    assert cfg["uff"]["steps"] != 750  # only fusion and banks switch; the UFF recipe needs --preset paper
+    cfg = _final({**pair, "fusion.score_norm": "train", "memory.coreset_max": 500})
+    assert cfg["fusion"]["score_norm"] == "train" and cfg["memory"]["coreset_max"] == 500
+    assert stand_in_warnings(cfg) == []
+    default = _final({})
+    assert default["fusion"]["score_norm"] == "train" and stand_in_warnings(default) == []
+
+
+def test_stand_ins_with_paper_settings_warn():
+    lam = _final({"fusion.score_norm": "lambda"})
+    assert any("lambda fusion" in w for w in stand_in_warnings(lam))
+    paper = _final({"preset": "paper"})
+    assert any("stand-in extractors" in w for w in stand_in_warnings(paper))
+    bare = _final({"rgb_backbone": "timm:vit_small_patch8_224", "point_backbone": "pointmae"})
+    assert sum("no weights file" in w for w in stand_in_warnings(bare)) == 2
+
+
+def test_uncapped_reference_sizes():
+    cfg = _final({"preset": "paper"})
+    n_img = 244  # bagel (spec §2.7): 765,184 pt patches -> 76,518 pt rows, 7,651 rgb/fs
+    raw = {"pt": 3136 * n_img, "rgb": 784 * n_img, "fs": 3136 * n_img}
+    assert coreset_sizes(raw, 3136 * n_img, cfg) == {"pt": 76518, "rgb": 7651, "fs": 7651}
+    pool, width, peak = coreset_plan(raw["pt"], 1152, 76518, cfg)
+    assert pool == raw["pt"] and width == jl_dim(raw["pt"]) and 330 <= width <= 345
+    assert peak < 1.8 * 2**30  # the float16 raw bank itself is 1.7 GiB, its float32 copy 3.4 GiB
+
+
+@pytest.mark.parametrize("presample", [0, 300])
+def test_chunked_memmap_coreset_equals_in_memory_selection(tmp_path, presample, monkeypatch):
+    """The chunked projection of a float16 memmap picks what the greedy loop picks on the whole projected bank."""
+    import torch
+
+    import mlkit.tasks.anomaly.memory as mem
+
+    monkeypatch.setattr(mem, "_CHUNK", 97)  # several chunks
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=(500, 40)).astype(np.float16)
+    path = tmp_path / "bank.npy"
+    np.save(path, raw)
+    bank = np.load(path, mmap_mode="r")
+    cfg = {"memory": {"presample": presample, "projection_dim": 16}}
+    got = subsample_bank(bank, 37, cfg, 5, "cpu")
+    pool = np.arange(500)
+    if presample:
+        pool = np.sort(np.random.default_rng(5).choice(500, presample, replace=False))
+    x = torch.from_numpy(raw[pool].astype(np.float32)) @ projection_matrix(40, 16, 5)
+    keep = np.unique(coreset_torch(x, 37).numpy())
+    assert np.array_equal(got, raw[pool[keep]].astype(np.float32))
+    assert got.shape == (37, 40)
