@@ -131,3 +131,29 @@ def test_chunked_memmap_coreset_equals_in_memory_selection(tmp_path, presample, 
     keep = np.unique(coreset_torch(x, 37).numpy())
     assert np.array_equal(got, raw[pool[keep]].astype(np.float32))
     assert got.shape == (37, 40)
+
+
+def test_uff_is_reused_from_a_checkpoint_or_state_dict(tmp_path):
+    """--uff PATH: the paper trains one UFF for every category run; wrong widths or a non-model file exit 3."""
+    import torch
+
+    from mlkit.core.errors import DataError
+    from mlkit.tasks.anomaly.model import UFF, load_uff
+
+    torch.manual_seed(0)
+    uff = UFF(33, 40, 2)
+    sample = (np.zeros((784, 40), np.float32), np.zeros((3136, 33), np.float32))
+    ck = tmp_path / "best.pt"
+    torch.save({"state_dict": {f"uff.{k}": v for k, v in uff.state_dict().items()}, "config": {}}, ck)
+    plain = tmp_path / "uff.pt"
+    torch.save(uff.state_dict(), plain)
+    for path in (ck, plain):
+        got = load_uff(str(path), sample, 2)
+        assert all(torch.equal(got.state_dict()[k], v) for k, v in uff.state_dict().items())
+        assert not got.training
+    with pytest.raises(DataError, match="no UFF for point 33-d"):
+        load_uff(str(ck), sample, 4)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="cannot read the UFF file"):
+        load_uff(str(bad), sample, 2)

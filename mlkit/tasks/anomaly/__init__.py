@@ -33,6 +33,7 @@ SPEC = TaskSpec(
         Flag("--fusion-fit", "fusion.fit", str, "train | validation: images the OCSVMs are fitted on", _T),
         Flag("--uff-pairs", "uff.pairs", str, "aligned | reference (the original's misaligned pairs)", _T),
         Flag("--uff-steps", "uff.steps", int, "UFF optimiser steps (0 = use epochs)", _T),
+        Flag("--uff", "uff.path", str, "reuse a trained UFF: an mlkit anomaly checkpoint or a UFF state_dict", _T),
         Flag("--save-maps", "save_maps", bool, "write heatmap | ground-truth PNG panels", ("train", "eval")),
         Flag("--threshold", "threshold.mode", str, "max | quantile over validation/good image scores", _T),
         Flag("--preset", "preset", str, "paper: the paper's banks, UFF recipe and fusion (`config --preset paper`)", _T),

@@ -12,7 +12,7 @@ from mlkit.core.errors import DataError, UsageError
 from mlkit.core.runtime import Ctx
 from mlkit.tasks.anomaly import data as D
 from mlkit.tasks.anomaly.features import Extractor
-from mlkit.tasks.anomaly.model import UFF, train_uff
+from mlkit.tasks.anomaly.model import UFF, load_uff, train_uff
 from mlkit.tasks.anomaly.pipeline import (
     CategoryState,
     build_banks,
@@ -69,7 +69,10 @@ def fit_categories(
     uff = None
     if mode in ("fusion", "triple"):
         all_feats = [f for cat in cats for f in feats[cat]]
-        uff = train_uff(all_feats, cfg, ctx.device, gen, ctx.track, ctx.log).cpu()
+        if cfg["uff"]["path"]:
+            uff = load_uff(cfg["uff"]["path"], all_feats[0], int(cfg["uff"]["hidden_ratio"]), ctx.log)
+        else:
+            uff = train_uff(all_feats, cfg, ctx.device, gen, ctx.track, ctx.log).cpu()
     states: dict[str, CategoryState] = {}
     for k, cat in enumerate(cats):
         ctx.log(f"[bold]{cat}[/]: memory banks ({mode})")

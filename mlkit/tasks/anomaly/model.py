@@ -143,3 +143,30 @@ def _lr_factor(step: int, warm: int, total: int) -> float:
 
 def _steps(n: int) -> Iterator[int]:
     yield from range(n)
+
+
+def load_uff(path: str, sample: tuple[np.ndarray, np.ndarray], ratio: int, log: Any = None) -> UFF:
+    """A trained UFF, reused across category runs (`--uff PATH`): an mlkit anomaly checkpoint (its uff.* weights)
+    or a plain UFF state_dict; the feature widths must match this run's extractors (exit 3 otherwise)."""
+    from mlkit.core.errors import DataError
+
+    import pickle
+
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as e:
+        raise DataError(f"cannot read the UFF file ({e.__class__.__name__})", str(path),
+                        "Give best.pt of an mlkit anomaly fusion/triple run, or a UFF state_dict.") from None  # fmt: skip
+    sd = ck.get("state_dict", ck) if isinstance(ck, dict) else {}
+    if any(str(k).startswith("uff.") for k in sd):
+        sd = {k[4:]: v for k, v in sd.items() if k.startswith("uff.")}
+    rgb_dim, pt_dim = sample[0].shape[1], sample[1].shape[1]
+    model = UFF(pt_dim, rgb_dim, ratio)
+    own = model.state_dict()
+    if set(sd) != set(own) or any(tuple(sd[k].shape) != tuple(own[k].shape) for k in own):
+        raise DataError(f"no UFF for point {pt_dim}-d / rgb {rgb_dim}-d features in this file", str(path),
+                        "Train it with the same --rgb-backbone and --point-backbone.")  # fmt: skip
+    model.load_state_dict(sd)
+    if log:
+        log(f"UFF loaded from {path} (not trained in this run)")
+    return model.eval()
