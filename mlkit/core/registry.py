@@ -16,6 +16,7 @@ TASKS: dict[str, str] = {
     "gbp": "mlkit.tasks.gbp",
     "framelet": "mlkit.tasks.framelet",
     "grounding": "mlkit.tasks.grounding",
+    "longtail": "mlkit.tasks.longtail",
 }
 
 
