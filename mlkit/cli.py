@@ -7,6 +7,7 @@ when a command runs. `main()` maps errors to exit codes: 0 ok, 1 failure, 2 usag
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 import os
 import sys
 import traceback
@@ -108,6 +109,16 @@ def _output_opts(mode: str) -> list[Opt]:
     return opts
 
 
+def _train_opts(defaults: dict[str, Any], spec: TaskSpec, run_name: str) -> list[Opt]:
+    return _config_opts(defaults, spec, "train") + [
+        Opt("name", "--name", str, run_name, f"Run name (auto-incremented: {run_name}, {run_name}2, ...)."),
+        Opt("exist_ok", "--exist-ok", bool, False, "Reuse the run dir if it exists."),
+        Opt("resume", "--resume", bool, False, "Continue the run named by --name (default: the newest) from last.pt."),
+        Opt("max_steps", "--max-steps", int, None, "Stop cleanly (checkpoint, test, metrics) after this many optimizer steps."),
+        Opt("time_budget_s", "--time-budget-s", float, None, "Stop cleanly after this many seconds of training."),
+    ] + _output_opts("train")
+
+
 def build_task_app(name: str) -> typer.Typer:
     """The sub-app of one task: train, eval, predict, config, plus its own verbs."""
     from mlkit.core.config import default_text, load_defaults
@@ -119,14 +130,12 @@ def build_task_app(name: str) -> typer.Typer:
     sub = typer.Typer(help=f"{spec.method} ({spec.paper}).", no_args_is_help=True, add_completion=False)
 
     if "train" in spec.modes:
-        opts = _config_opts(defaults, spec, "train") + [
-            Opt("name", "--name", str, "train", "Run name (auto-incremented: train, train2, ...)."),
-            Opt("exist_ok", "--exist-ok", bool, False, "Reuse the run dir if it exists."),
-            Opt("resume", "--resume", bool, False, "Continue the run named by --name (default: the newest) from last.pt."),
-            Opt("max_steps", "--max-steps", int, None, "Stop cleanly (checkpoint, test, metrics) after this many optimizer steps."),
-            Opt("time_budget_s", "--time-budget-s", float, None, "Stop cleanly after this many seconds of training."),
-        ] + _output_opts("train")
+        opts = _train_opts(defaults, spec, "train")
         sub.command("train")(make_command(lambda kw: _dispatch(name, "train", kw), opts, f"Train a {name} model (see `mlkit {name} config` for every key)."))
+    for verb, (doc, fixed) in spec.train_verbs.items():  # train with fixed keys (a stage run on its own)
+        vspec = replace(spec, flags=tuple(replace(f, modes=("train",)) for f in spec.flags if verb in f.modes))
+        sub.command(verb)(make_command(lambda kw, vs=vspec, fx=fixed: _dispatch(name, "train", kw, spec=vs, fixed=fx),
+                                       _train_opts(defaults, vspec, verb), doc))  # fmt: skip
     if "eval" in spec.modes:
         opts = [Opt("model", "--model", str, None, "Checkpoint (.pt or run dir); default: newest best.pt.")]
         opts += _config_opts(defaults, spec, "eval") + _output_opts("eval")
@@ -209,7 +218,7 @@ def build_app() -> typer.Typer:
             spec = get_spec(tname)
             rows.append(
                 {"task": tname, "method": spec.method, "paper": spec.paper,
-                 "modes": [*spec.modes, *spec.verbs, *spec.config_verbs]}
+                 "modes": [*spec.modes, *spec.train_verbs, *spec.verbs, *spec.config_verbs]}
             )
         if as_json:
             emit({"tasks": rows})
@@ -275,15 +284,16 @@ def _flags(kw: dict[str, Any], defaults: dict[str, Any], spec: TaskSpec, mode: s
     return out
 
 
-def _dispatch(task: str, mode: str, kw: dict[str, Any], fn: Any = None) -> None:
+def _dispatch(task: str, mode: str, kw: dict[str, Any], fn: Any = None, spec: TaskSpec | None = None,
+              fixed: dict[str, Any] | None = None) -> None:  # fmt: skip
     import warnings
 
     from mlkit.core import runner
     from mlkit.core.config import load_defaults
     from mlkit.core.registry import get_spec
 
-    spec = get_spec(task)
-    flags = _flags(kw, load_defaults(task_table()[task]), spec, mode)
+    spec = spec or get_spec(task)
+    flags = {**_flags(kw, load_defaults(task_table()[task]), spec, mode), **(fixed or {})}
     with warnings.catch_warnings():
         if kw.get("quiet"):  # --quiet prints nothing but errors: library warnings (numpy, sklearn, torch) too
             warnings.simplefilter("ignore")

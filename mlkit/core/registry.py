@@ -48,6 +48,8 @@ class TaskSpec:
     config_verbs: extra commands on the task's config, name -> "module:function(cfg, ctx, kw)": the runner merges
         and finalizes the config as for train (with --config/--set and the flags whose modes name the verb).
     rows: the kind of predict row (mlkit.core.predict: classification | score | spans).
+    train_verbs: train-like commands, name -> (help, fixed config values): `train` with those keys set (e.g. a
+        pretraining stage run on its own), taking the common train options and the flags whose modes name the verb.
     """
 
     name: str
@@ -63,6 +65,7 @@ class TaskSpec:
     modes: tuple[str, ...] = ("train", "eval", "predict")
     config_verbs: dict[str, str] = field(default_factory=dict)
     rows: str = "classification"
+    train_verbs: dict[str, tuple[str, dict]] = field(default_factory=dict)
 
 
 def _extra_tasks() -> dict[str, str]:

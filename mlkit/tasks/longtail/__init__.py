@@ -73,7 +73,13 @@ SPEC = TaskSpec(
             modes=("train", "pretrain"),
         ),  # fmt: skip
     ),
-    verbs={"pretrain": "mlkit.tasks.longtail.cli:pretrain"},
+    train_verbs={
+        "pretrain": (
+            "Stage 1 (MGP): MAE pretraining on the long-tailed train images, no labels; the run's best.pt feeds "
+            "`mlkit longtail train --init <run dir>`.",
+            {"stage": "pretrain"},
+        )
+    },
     rows="classification",
 )
 
