@@ -17,6 +17,7 @@ TASKS: dict[str, str] = {
     "framelet": "mlkit.tasks.framelet",
     "grounding": "mlkit.tasks.grounding",
     "longtail": "mlkit.tasks.longtail",
+    "mi": "mlkit.tasks.mi",
 }
 
 
