@@ -58,7 +58,7 @@ class GroundingTask(Task):
         if cfg["no_distill"]:
             cfg["distill"] = "none"
         checks = (("distill", ("hard", "soft", "none")), ("features", FT.FORMATS), ("gt_mode", ("union", "any")),
-                  ("distill_impl", ("batched", "loop")))  # fmt: skip
+                  ("distill_impl", ("batched", "loop")), ("arch", ("mlp-lstm",)))  # fmt: skip
         for key, ok in checks:
             if cfg[key] not in ok:
                 raise UsageError(f"unknown {key} '{cfg[key]}'", key, f"Use one of {', '.join(ok)}.")

@@ -30,7 +30,6 @@ SPEC = TaskSpec(
              modes=_RUN),  # fmt: skip
         Flag("--splits", "splits", int, "DEMI chain length s (subviews = prefixes of x's columns); 1 = InfoNCE",
              modes=_RUN),  # fmt: skip
-        Flag("--critic", "critic", str, "separable | concat", modes=_RUN),
         Flag("--clip", "clip", float, "SMILE clip tau", modes=_RUN),
         Flag("--seeds", "seeds", int, "independent runs (fresh init and batches): mean, std, 95% CI", modes=_RUN),
         Flag("--steps", "steps", int, "optimizer steps per run (epochs x steps_per_epoch for train)", modes=_RUN),

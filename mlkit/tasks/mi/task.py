@@ -27,8 +27,8 @@ def check(cfg: dict, explicit: frozenset[str] = frozenset()) -> dict:
         raise UsageError(f"unknown estimator '{cfg['estimator']}'", "--estimator", f"Use one of: {', '.join(ESTIMATORS)}.")
     if cfg["cond"] not in CONDS:
         raise UsageError(f"unknown cond '{cfg['cond']}'", "--cond", f"Use one of: {', '.join(CONDS)}.")
-    if cfg["critic"] not in ("separable", "concat"):
-        raise UsageError(f"unknown critic '{cfg['critic']}'", "--critic", "Use separable or concat.")
+    if cfg["arch"] not in ("separable", "concat"):
+        raise UsageError(f"unknown critic architecture '{cfg['arch']}'", "--arch", "Use separable or concat.")
     if cfg["synth"]["kind"] not in D.KINDS + D.VIEW_KINDS:
         raise UsageError(f"unknown synth kind '{cfg['synth']['kind']}'", "--kind",
                          f"Use one of: {', '.join(D.KINDS + D.VIEW_KINDS)}.")  # fmt: skip
@@ -91,7 +91,7 @@ def open_source(cfg: dict, ctx: Ctx) -> Source:
 
 
 def build_critics(cfg: dict, dx: int, dy: int, device: Any) -> Critics:
-    return Critics(D.cuts(dx, cfg["splits"]), dy, cfg["critic"], cfg["hidden"], cfg["layers"], cfg["embed"]).to(device)
+    return Critics(D.cuts(dx, cfg["splits"]), dy, cfg["arch"], cfg["hidden"], cfg["layers"], cfg["embed"]).to(device)
 
 
 class MITask(Task):
