@@ -18,6 +18,7 @@ TASKS: dict[str, str] = {
     "grounding": "mlkit.tasks.grounding",
     "longtail": "mlkit.tasks.longtail",
     "mi": "mlkit.tasks.mi",
+    "kge": "mlkit.tasks.kge",
 }
 
 
