@@ -7,11 +7,11 @@ when a command runs. `main()` maps errors to exit codes: 0 ok, 1 failure, 2 usag
 from __future__ import annotations
 
 import inspect
-from dataclasses import replace
 import os
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 

@@ -19,6 +19,7 @@ TASKS: dict[str, str] = {
     "longtail": "mlkit.tasks.longtail",
     "mi": "mlkit.tasks.mi",
     "kge": "mlkit.tasks.kge",
+    "attack": "mlkit.tasks.attack",
 }
 
 

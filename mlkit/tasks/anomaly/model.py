@@ -148,9 +148,9 @@ def _steps(n: int) -> Iterator[int]:
 def load_uff(path: str, sample: tuple[np.ndarray, np.ndarray], ratio: int, log: Any = None) -> UFF:
     """A trained UFF, reused across category runs (`--uff PATH`): an mlkit anomaly checkpoint (its uff.* weights)
     or a plain UFF state_dict; the feature widths must match this run's extractors (exit 3 otherwise)."""
-    from mlkit.core.errors import DataError
-
     import pickle
+
+    from mlkit.core.errors import DataError
 
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)

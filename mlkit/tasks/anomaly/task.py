@@ -19,7 +19,6 @@ from mlkit.tasks.anomaly.memory import MODALITIES
 from mlkit.tasks.anomaly.pipeline import combine, from_state_dict, score_sample, to_state_dict
 from mlkit.tasks.anomaly.report import save_prediction
 
-
 _PAPER_KEYS = ("fusion.score_norm", "memory.coreset_mode", "memory.coreset_max", "memory.presample",
                "memory.projection_dim")  # fmt: skip
 
