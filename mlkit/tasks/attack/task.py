@@ -75,8 +75,9 @@ class AttackTask(Task):
 
     def finalize(self, cfg: dict, explicit: frozenset[str], mode: str) -> dict:
         cfg = apply_preset(cfg, explicit)
-        checks = (("setting", SETTINGS), ("target_arch", TARGET_ARCHS), ("surrogate_arch", TARGET_ARCHS),
-                  ("loss", ("paper", "port")), ("predict.method", E.METHODS))  # fmt: skip
+        checks = (("arch", ("advgan",)), ("setting", SETTINGS), ("target_arch", TARGET_ARCHS),
+                  ("surrogate_arch", TARGET_ARCHS), ("loss", ("paper", "port")),
+                  ("predict.method", E.METHODS))  # fmt: skip
         for key, ok in checks:
             val = cfg["predict"]["method"] if key == "predict.method" else cfg[key]
             if val not in ok:
