@@ -157,3 +157,10 @@ def test_uff_is_reused_from_a_checkpoint_or_state_dict(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="cannot read the UFF file"):
         load_uff(str(bad), sample, 2)
+
+
+def test_missing_uff_file_stops_before_extraction(runs_dir, capsys):
+    code = main(["anomaly", "train", "--uff", "/nonexistent/uff.pt", "--project", str(runs_dir), "--quiet"])
+    assert code == 3
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "UFF file not found" in err and "/nonexistent/uff.pt" in err

@@ -106,6 +106,9 @@ class AnomalyTask(Task):
         """The root and its categories, every file of every split checked (header, shape) before extraction."""
         for line in stand_in_warnings(cfg):
             ctx.warn(line)
+        uff = cfg["uff"]["path"]
+        if uff and cfg["modalities"] in ("fusion", "triple") and not Path(uff).expanduser().is_file():
+            raise DataError("UFF file not found", str(uff), "Give best.pt of an mlkit anomaly fusion/triple run.")
         root = self._root(cfg, ctx)
         cats = D.pick_categories(str(cfg["category"]), D.categories(root))
         check_categories(root, cats, ("train", "validation", "test"), int(cfg["max_train"]), ctx.log)
