@@ -161,11 +161,12 @@ def build_task_app(name: str) -> typer.Typer:
         if not preset:
             sys.stdout.write(default_text(module))
             return
-        from mlkit.core.config import apply_preset, dump, load_defaults
+        from mlkit.core.config import dump, load_defaults
+        from mlkit.core.runner import load_task
 
         cfg = load_defaults(module)
         cfg["preset"] = preset
-        cfg = apply_preset(cfg)
+        cfg = load_task(name).finalize(cfg, frozenset({"preset"}), "train")  # the task's own preset logic too
         cfg.pop("presets", None)
         sys.stdout.write(f"# mlkit {name} config --preset {preset}: the defaults with the preset applied\n")
         sys.stdout.write(dump(cfg))

@@ -80,3 +80,19 @@ def test_every_task_ships_a_commented_complete_default():
         for key in ("data", "arch", "epochs", "batch_size", "seed", "device", "deterministic"):
             assert key in cfg, f"{name}: config.yaml lacks '{key}'"
         assert "#" in default_text(module), f"{name}: config.yaml has no comments"
+
+
+def test_every_preset_of_every_task_prints(capsys):
+    """`mlkit <task> config --preset NAME` goes through the task's finalize: a preset naming a renamed or missing key
+    fails here (exit 2), not in a user's train run."""
+    from mlkit.cli import main
+    from mlkit.core.registry import task_table
+
+    for name, module in task_table().items():
+        cfg = load_defaults(module)
+        if "preset" not in cfg:
+            continue
+        for preset in (cfg.get("presets") or {"paper": None}):
+            assert main([name, "config", "--preset", preset]) == 0, (name, preset, capsys.readouterr().err)
+            out = capsys.readouterr().out
+            assert f"preset: {preset}" in out and "presets:" not in out, (name, preset)
