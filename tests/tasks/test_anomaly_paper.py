@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from mlkit.cli import main
-from mlkit.core.config import load_defaults
+from mlkit.core.config import get_dotted, load_defaults
 from mlkit.kernels.coreset import coreset_torch, jl_dim, projection_matrix
 from mlkit.tasks.anomaly.memory import coreset_plan, coreset_sizes, subsample_bank
 from mlkit.tasks.anomaly.task import TASK, stand_in_warnings
@@ -44,17 +44,11 @@ PAPER = {
 }
 
 
-def _get(cfg: dict, key: str):
-    for part in key.split("."):
-        cfg = cfg[part]
-    return cfg
-
-
 def test_config_preset_paper_prints_the_spec_protocol(capsys):
     assert main(["anomaly", "config", "--preset", "paper"]) == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     for key, want in PAPER.items():
-        assert _get(cfg, key) == want, key
+        assert get_dotted(cfg, key) == want, key
 
 
 def _final(explicit: dict, mode: str = "train") -> dict:

@@ -12,6 +12,7 @@ import yaml
 
 from mlkit.cli import main
 from mlkit.core import checkpoint
+from mlkit.core.config import get_dotted
 from mlkit.tasks.ner.decode import build_model, model_from_ckpt
 from mlkit.tasks.ner.vocab import build_vocab, collate
 
@@ -39,17 +40,11 @@ PAPER = {
 }
 
 
-def _get(cfg: dict, key: str):
-    for part in key.split("."):
-        cfg = cfg[part]
-    return cfg
-
-
 def test_config_preset_paper_prints_the_spec_protocol(capsys):
     assert main(["ner", "config", "--preset", "paper"]) == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     for key, want in PAPER.items():
-        assert _get(cfg, key) == want, key
+        assert get_dotted(cfg, key) == want, key
     assert "presets" not in cfg
     assert main(["ner", "config", "--preset", "nope"]) == 2
     err = capsys.readouterr().err.strip()

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from mlkit.core.artifact import cached
+from mlkit.core.config import get_dotted, set_dotted
 from mlkit.core.errors import DataError, UsageError
 from mlkit.core.task import Task, TrainState
 from mlkit.tasks.kge import context as C
@@ -24,21 +25,6 @@ CHOICES = {"arch": ("dkge", "transe"), "format": ("auto", "openke", "tsv"), "opt
            "neg": ("bern-global", "bern", "unif"), "eval.filter": ("all", "train", "none"),
            "eval.ties": ("optimistic", "realistic", "pessimistic"), "model.adj": ("full", "truncated"),
            "online.affected": ("subgraph", "code"), "model.norm": (1, 2)}  # fmt: skip
-
-
-def _get(cfg: dict, key: str) -> Any:
-    node: Any = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
-def _set(cfg: dict, key: str, value: Any) -> None:
-    *path, last = key.split(".")
-    node = cfg
-    for part in path:
-        node = node[part]
-    node[last] = value
 
 
 def data_root(cfg: dict) -> Path:
@@ -92,11 +78,11 @@ class KgeTask(Task):
         if cfg.get("preset") == "paper":
             for k, v in PAPER.items():
                 if k not in explicit:
-                    _set(cfg, k, v)
+                    set_dotted(cfg, k, v)
         for k, allowed in CHOICES.items():
-            if _get(cfg, k) not in allowed:
+            if get_dotted(cfg, k) not in allowed:
                 raise UsageError(
-                    f"bad {k} '{_get(cfg, k)}'", k, f"Use one of: {', '.join(map(str, allowed))}."
+                    f"bad {k} '{get_dotted(cfg, k)}'", k, f"Use one of: {', '.join(map(str, allowed))}."
                 )
         m = cfg["model"]
         if int(m["dim"]) < 1 or int(m["context"]) < 1 or float(m["margin"]) <= 0:

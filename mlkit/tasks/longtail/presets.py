@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from mlkit.core.config import set_dotted
 from mlkit.core.errors import UsageError
 
 # dotted key -> value; filled only where the user did not set the key (spec §2.1 / §2.2, ViT-B/16 at 224)
@@ -24,21 +25,6 @@ PAPER_PRETRAIN: dict[str, Any] = {"batch_size": 4096}
 
 CHOICES = {"stage": ("finetune", "pretrain"), "select": ("last", "best"), "format": ("auto", "cifar10", "cifar100", "split", "folder"),
            "norm": ("auto", "cifar", "imagenet", "imagenet-lt", "inat"), "mixup_mode": ("batch", "pair", "elem")}  # fmt: skip
-
-
-def _get(cfg: dict, key: str) -> Any:
-    node = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
-def _set(cfg: dict, key: str, value: Any) -> None:
-    *head, last = key.split(".")
-    node = cfg
-    for part in head:
-        node = node[part]
-    node[last] = value
 
 
 def paper_norm(cfg: dict) -> str:
@@ -64,7 +50,7 @@ def finalize(cfg: dict, explicit: frozenset[str], mode: str) -> dict:
             table.update(PAPER_PRETRAIN)
         for key, value in table.items():
             if key not in explicit:
-                _set(cfg, key, value)
+                set_dotted(cfg, key, value)
     if (
         cfg["stage"] == "pretrain"
     ):  # `mlkit longtail pretrain` runs mgp.epochs at mgp.lr unless --epochs / --lr
