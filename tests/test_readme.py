@@ -191,3 +191,12 @@ def test_pipeline_sh(task, tmp_path):
     out = subprocess.run(["bash", f"examples/{task}/pipeline.sh"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_every_registered_task_has_a_readme_section_and_table_row():
+    from mlkit.core.registry import TASKS
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    for task in TASKS:
+        assert f"\n### {task}:" in text, f"README.md has no '### {task}:' section"
+        assert f"\n| `{task}` |" in text, f"README.md's task table has no row for {task}"
