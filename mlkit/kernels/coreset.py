@@ -97,16 +97,23 @@ def coreset(features: Any, n: int, start: int = 0) -> Any:
     return coreset_torch(torch.from_numpy(np.asarray(features)), n, start).numpy()
 
 
-def select(features: Any, n: int, proj_dim: int = 128, seed: int = 0, device: str = "cpu") -> np.ndarray:
-    """Project `features` (rows) to `proj_dim` with a seeded Gaussian map (0 = JL width), then run the coreset."""
+def select(features: Any, n: int, proj_dim: int = 128, seed: int = 0, device: str = "cpu", rows: Any = None,
+           chunk: int = 65536) -> np.ndarray:  # fmt: skip
+    """Project `features[rows]` (default all rows) to `proj_dim` with a seeded Gaussian map (0 = JL width), then
+    run the coreset; returns sorted positions into `rows`. `features` may be a float16 memmap: it is read and
+    projected `chunk` rows at a time, so memory holds the projected rows, never the rows themselves in float32."""
     import torch
 
-    x = torch.as_tensor(np.asarray(features), dtype=torch.float32)
-    if n >= x.shape[0]:
-        return np.arange(x.shape[0], dtype=np.int64)
-    dim = proj_dim if proj_dim > 0 else jl_dim(x.shape[0])
-    if dim < x.shape[1]:
-        x = x @ projection_matrix(x.shape[1], dim, seed)
+    rows = np.arange(len(features)) if rows is None else np.asarray(rows)
+    if n >= len(rows):
+        return np.arange(len(rows), dtype=np.int64)
+    d_in = features.shape[1]
+    dim = proj_dim if proj_dim > 0 else jl_dim(len(rows))
+    proj = projection_matrix(d_in, dim, seed) if dim < d_in else None
+    x = torch.empty(len(rows), min(dim, d_in))
+    for a in range(0, len(rows), chunk):
+        part = torch.from_numpy(np.asarray(features[rows[a : a + chunk]], dtype=np.float32))
+        x[a : a + len(part)] = part @ proj if proj is not None else part
     return np.unique(coreset_torch(x.to(device), n).cpu().numpy())
 
 

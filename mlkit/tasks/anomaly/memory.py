@@ -94,9 +94,7 @@ def subsample_bank(bank: np.ndarray, n: int, cfg: dict[str, Any], seed: int, dev
 
     The bank may be a float16 memmap: it is projected in chunks (seeded Gaussian map, JL width when
     projection_dim is 0), so memory holds the projected pool, never the raw bank in float32 (`coreset_plan`)."""
-    import torch
-
-    from mlkit.kernels.coreset import coreset_torch, projection_matrix
+    from mlkit.kernels.coreset import select
 
     m = cfg["memory"]
     rng = np.random.default_rng(seed)
@@ -104,16 +102,7 @@ def subsample_bank(bank: np.ndarray, n: int, cfg: dict[str, Any], seed: int, dev
     pre = int(m["presample"])
     if pre > 0 and len(pool) > pre:
         pool = np.sort(rng.choice(len(bank), pre, replace=False))
-    if n >= len(pool):
-        return np.asarray(bank[pool], dtype=np.float32)
-    _, width, _ = coreset_plan(len(bank), bank.shape[1], n, cfg)
-    proj = projection_matrix(bank.shape[1], width, seed) if width < bank.shape[1] else None
-    x = torch.empty(len(pool), width)
-    for a in range(0, len(pool), _CHUNK):
-        rows = torch.from_numpy(np.asarray(bank[pool[a : a + _CHUNK]], dtype=np.float32))
-        x[a : a + len(rows)] = rows @ proj if proj is not None else rows
-    keep = np.unique(coreset_torch(x.to(device), n).cpu().numpy())
-    del x
+    keep = select(bank, n, int(m["projection_dim"]), seed, device, rows=pool, chunk=_CHUNK)
     return np.asarray(bank[pool[keep]], dtype=np.float32)
 
 
