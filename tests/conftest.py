@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +26,14 @@ if "MLKIT_CACHE" not in os.environ:  # embedded defaults and caches of this test
     import tempfile
 
     os.environ["MLKIT_CACHE"] = tempfile.mkdtemp(prefix="mlkit-test-cache-")
+
+
+def torchrun(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """`torchrun --standalone --nproc-per-node 2 -m mlkit ARGS` in tmp_path: gloo ranks on CPU, one thread each, the
+    run's own $MLKIT_CACHE."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "mlkit", *args]
+    env = subprocess_env(MLKIT_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1", **extra)
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

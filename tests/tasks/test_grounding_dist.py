@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import torchrun
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.dist
 
 
 def test_torchrun_two_gloo_ranks(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    env.update(PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]), MLKIT_CACHE=str(tmp_path / "cache"),
-               OMP_NUM_THREADS="1")  # fmt: skip
     tiny = ["--set", "epochs=2", "--set", "synth.train=64", "--set", "synth.val=16", "--set", "synth.test=16",
             "--set", "viz=1", "--set", "ramp_every=2"]  # fmt: skip
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "mlkit",
-           "grounding", "train", "--device", "cpu", "--quiet", "--json", "--project", str(tmp_path / "runs"), *tiny]  # fmt: skip
-    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    out = torchrun(tmp_path, "grounding", "train", "--device", "cpu", "--quiet", "--json", "--project",
+                   str(tmp_path / "runs"), *tiny)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     body = json.loads(out.stdout.strip().splitlines()[-1])
     assert 0.0 <= body["metrics"]["test/r1"] <= 1.0 and body["metrics"]["train/lambda"] >= 1.0

@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import torchrun
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.dist
 
 
 @pytest.mark.parametrize("mode", ["oneshot", "iterative"])
 def test_torchrun_two_gloo_ranks(tmp_path: Path, mode: str) -> None:
-    env = dict(os.environ)
-    extra = env.get("MLKIT_EXTRA_TASKS", "")
-    env.update(
-        PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
-        MLKIT_CACHE=str(tmp_path / "cache"),
-        OMP_NUM_THREADS="1",
-        MLKIT_EXTRA_TASKS=",".join(x for x in (extra, "segment=mlkit.tasks.segment") if x),
-    )
+    extra = os.environ.get("MLKIT_EXTRA_TASKS", "")
     tiny = ["--set", "epochs=2", "--set", "pretrain_epochs=1", "--set", "shapes.train=64", "--set",
             "shapes.val=16", "--set", "viz=1", "--grad-mode", mode]  # fmt: skip
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "mlkit",
-           "segment", "train", "--device", "cpu", "--quiet", "--json", "--project", str(tmp_path / "runs"), *tiny]  # fmt: skip
-    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    out = torchrun(tmp_path, "segment", "train", "--device", "cpu", "--quiet", "--json", "--project",
+                   str(tmp_path / "runs"), *tiny,
+                   MLKIT_EXTRA_TASKS=",".join(x for x in (extra, "segment=mlkit.tasks.segment") if x))  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     body = json.loads(out.stdout.strip().splitlines()[-1])
     assert 0.0 <= body["metrics"]["test/miou"] <= 1.0
