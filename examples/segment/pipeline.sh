@@ -4,8 +4,6 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export PYTHONPATH="$HERE/../..${PYTHONPATH:+:$PYTHONPATH}"   # the repo, when mlkit is not installed
-# segment is reached through MLKIT_EXTRA_TASKS until it has its line in mlkit/core/registry.py
-export MLKIT_EXTRA_TASKS="${MLKIT_EXTRA_TASKS:+$MLKIT_EXTRA_TASKS,}segment=mlkit.tasks.segment"
 MLKIT=${MLKIT:-"python -m mlkit"}
 OUT=${OUT:-/tmp/mlkit-segment-example}
 rm -rf "$OUT"

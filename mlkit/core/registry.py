@@ -20,6 +20,7 @@ TASKS: dict[str, str] = {
     "mi": "mlkit.tasks.mi",
     "kge": "mlkit.tasks.kge",
     "attack": "mlkit.tasks.attack",
+    "segment": "mlkit.tasks.segment",
 }
 
 

@@ -3,21 +3,15 @@ the sampler, and a tiny CLI run (train -> eval -> predict) on the embedded defau
 
 from __future__ import annotations
 
-import os
+import numpy as np
+import pytest
+import torch
+from bn_fixtures import randomise_bn
 
-_extra = os.environ.get("MLKIT_EXTRA_TASKS", "")
-if "segment=" not in _extra:
-    os.environ["MLKIT_EXTRA_TASKS"] = ",".join(x for x in (_extra, "segment=mlkit.tasks.segment") if x)
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from bn_fixtures import randomise_bn  # noqa: E402
-
-from mlkit.tasks.segment.evaluation import confusion, iou_from  # noqa: E402
-from mlkit.tasks.segment.loss import class_loss, pixel_loss, tw_step_loss  # noqa: E402
-from mlkit.tasks.segment.model import SegNet, build_encoder  # noqa: E402
-from mlkit.tasks.segment.steps import semi_batches  # noqa: E402
+from mlkit.tasks.segment.evaluation import confusion, iou_from
+from mlkit.tasks.segment.loss import class_loss, pixel_loss, tw_step_loss
+from mlkit.tasks.segment.model import SegNet, build_encoder
+from mlkit.tasks.segment.steps import semi_batches
 
 
 def _net(arch: str = "tw", k: int = 4, width: int = 4, seed: int = 0, eps: float = 1e-8) -> SegNet:

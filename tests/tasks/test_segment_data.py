@@ -9,17 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-_extra = os.environ.get("MLKIT_EXTRA_TASKS", "")
-if "segment=" not in _extra:
-    os.environ["MLKIT_EXTRA_TASKS"] = ",".join(x for x in (_extra, "segment=mlkit.tasks.segment") if x)
+import numpy as np
+import pytest
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from mlkit.cli import main  # noqa: E402
-from mlkit.tasks.segment import data as D  # noqa: E402
-from mlkit.tasks.segment.evaluation import write_mask  # noqa: E402
+from mlkit.cli import main
+from mlkit.tasks.segment import data as D
+from mlkit.tasks.segment.evaluation import write_mask
 
 FAST = ["--set", "epochs=2", "--set", "pretrain_epochs=1", "--set", "viz=2", "--device", "cpu", "--quiet"]
 
