@@ -32,6 +32,7 @@ PAPER = {
     "memory.projection_dim": 0,
     "memory.reweight": True,
     "memory.blur_sigma": 4.0,
+    "memory.fs_background": "reference",
     "fusion.score_norm": "lambda",
     "fusion.lambdas": [1.0, 0.1, 1.0],
     "fusion.fit": "train",
@@ -151,6 +152,63 @@ def test_uff_is_reused_from_a_checkpoint_or_state_dict(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="cannot read the UFF file"):
         load_uff(str(bad), sample, 2)
+
+
+def test_the_authors_uff_checkpoint_loads(tmp_path):
+    """The authors' released format: MAE's save_model dict {'model': FeatureFusionBlock state_dict, 'epoch', 'args':
+    argparse.Namespace}, DDP 'module.' prefixes, their names (xyz_norm, xyz_mlp.fc1/fc2, rgb_*, *_head): the loaded
+    UFF fuses exactly as their block does (LN -> fc1 -> GELU -> fc2 per branch, point part first)."""
+    import argparse
+
+    import torch
+
+    from mlkit.tasks.anomaly.model import AUTHORS_UFF_KEYS, load_uff
+
+    torch.manual_seed(1)
+    pt_dim, rgb_dim, r = 12, 8, 4
+    theirs = {}
+    for branch, d in (("xyz", pt_dim), ("rgb", rgb_dim)):
+        theirs[f"{branch}_norm.weight"], theirs[f"{branch}_norm.bias"] = torch.rand(d) + 0.5, torch.randn(d)
+        theirs[f"{branch}_mlp.fc1.weight"], theirs[f"{branch}_mlp.fc1.bias"] = torch.randn(r * d, d), torch.randn(r * d)
+        theirs[f"{branch}_mlp.fc2.weight"], theirs[f"{branch}_mlp.fc2.bias"] = torch.randn(d, r * d), torch.randn(d)
+        theirs[f"{branch}_head.weight"], theirs[f"{branch}_head.bias"] = torch.randn(256, d), torch.randn(256)
+    assert {k.rsplit(".", 1)[0] + "." for k in theirs} <= {a for a in AUTHORS_UFF_KEYS} | {
+        "xyz_mlp.fc1.", "xyz_mlp.fc2.", "rgb_mlp.fc1.", "rgb_mlp.fc2."}  # fmt: skip
+    path = tmp_path / "uff_pretrained.pth"
+    torch.save({"model": {f"module.{k}": v for k, v in theirs.items()}, "epoch": 2, "scaler": {},
+                "args": argparse.Namespace(lr=0.003, batch_size=16)}, path)  # fmt: skip
+    sample = (np.zeros((784, rgb_dim), np.float32), np.zeros((3136, pt_dim), np.float32))
+    uff = load_uff(str(path), sample, r)
+    x_pt, x_rgb = torch.randn(5, pt_dim), torch.randn(5, rgb_dim)
+
+    def branch(x, b):  # their feature_fusion, written from the weights
+        h = torch.nn.functional.layer_norm(x, (x.shape[1],), theirs[f"{b}_norm.weight"], theirs[f"{b}_norm.bias"])
+        h = torch.nn.functional.gelu(h @ theirs[f"{b}_mlp.fc1.weight"].T + theirs[f"{b}_mlp.fc1.bias"])
+        return h @ theirs[f"{b}_mlp.fc2.weight"].T + theirs[f"{b}_mlp.fc2.bias"]
+
+    with torch.no_grad():
+        torch.testing.assert_close(uff(x_pt, x_rgb), torch.cat([branch(x_pt, "xyz"), branch(x_rgb, "rgb")], 1))
+        torch.testing.assert_close(uff.sigma_rgb.weight, theirs["rgb_head.weight"])
+
+
+def test_fs_background_reference_keeps_and_scores_background_rows():
+    """memory.fs_background: drop zeroes fused rows without point support (not banked, distance 0); reference keeps
+    them as the original computes them."""
+    import torch
+
+    from mlkit.tasks.anomaly.model import UFF
+    from mlkit.tasks.anomaly.pipeline import features_of
+
+    torch.manual_seed(0)
+    uff = UFF(6, 4, 2).eval()
+    rgb = np.random.default_rng(0).normal(size=(4, 4)).astype(np.float32)  # a 2x2 rgb grid -> 4x4 point grid
+    pt = np.random.default_rng(1).normal(size=(16, 6)).astype(np.float32)
+    pt[:5] = 0.0  # background
+    drop = features_of("fs", rgb, pt, uff, "cpu", "drop")
+    ref = features_of("fs", rgb, pt, uff, "cpu", "reference")
+    assert np.all(drop[:5] == 0) and np.all(ref[:5] != 0)
+    np.testing.assert_allclose(drop[5:], ref[5:])
+    assert np.allclose(ref[0, :6], ref[1, :6])  # chi_pt(0) is one constant row
 
 
 def test_missing_uff_file_stops_before_extraction(runs_dir, capsys):

@@ -145,21 +145,57 @@ def _steps(n: int) -> Iterator[int]:
     yield from range(n)
 
 
+# the authors' FeatureFusionBlock names (M3DM `models/feature_fusion.py`) -> this module's
+AUTHORS_UFF_KEYS = {"xyz_norm.": "chi_pt.0.", "xyz_mlp.fc1.": "chi_pt.1.", "xyz_mlp.fc2.": "chi_pt.3.",
+                    "rgb_norm.": "chi_rgb.0.", "rgb_mlp.fc1.": "chi_rgb.1.", "rgb_mlp.fc2.": "chi_rgb.3.",
+                    "xyz_head.": "sigma_pt.", "rgb_head.": "sigma_rgb."}  # fmt: skip
+
+
+def _read_uff_file(path: str) -> Any:
+    """torch.load with weights_only; the authors' checkpoints (MAE's save_model: {'model', 'optimizer', 'epoch',
+    'scaler', 'args'}) also hold an argparse.Namespace, which is allowed and nothing else."""
+    import argparse
+
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def uff_state_dict(ck: Any) -> dict:
+    """The UFF weights of a file's content in this module's names: an mlkit checkpoint (uff.*), a plain state_dict,
+    or the authors' released format ({'model': FeatureFusionBlock state_dict}, 'module.' prefixes stripped)."""
+    sd = ck if isinstance(ck, dict) else {}
+    for key in ("model", "state_dict"):
+        if isinstance(sd.get(key), dict):
+            sd = sd[key]
+            break
+    sd = {str(k).removeprefix("module."): v for k, v in sd.items()}
+    if any(k.startswith("uff.") for k in sd):
+        sd = {k[4:]: v for k, v in sd.items() if k.startswith("uff.")}
+    if any(k.startswith(tuple(AUTHORS_UFF_KEYS)) for k in sd):
+        out = {}
+        for k, v in sd.items():
+            pre = next((a for a in AUTHORS_UFF_KEYS if k.startswith(a)), None)
+            if pre is not None:
+                out[AUTHORS_UFF_KEYS[pre] + k[len(pre):]] = v
+        sd = out
+    return sd
+
+
 def load_uff(path: str, sample: tuple[np.ndarray, np.ndarray], ratio: int, log: Any = None) -> UFF:
-    """A trained UFF, reused across category runs (`--uff PATH`): an mlkit anomaly checkpoint (its uff.* weights)
-    or a plain UFF state_dict; the feature widths must match this run's extractors (exit 3 otherwise)."""
+    """A trained UFF, reused across category runs (`--uff PATH`): an mlkit anomaly checkpoint (its uff.* weights),
+    a plain UFF state_dict, or the authors' released UFF checkpoint; the feature widths must match this run's
+    extractors (exit 3 otherwise)."""
     import pickle
 
     from mlkit.core.errors import DataError
 
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        ck = _read_uff_file(path)
     except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as e:
         raise DataError(f"cannot read the UFF file ({e.__class__.__name__})", str(path),
-                        "Give best.pt of an mlkit anomaly fusion/triple run, or a UFF state_dict.") from None  # fmt: skip
-    sd = ck.get("state_dict", ck) if isinstance(ck, dict) else {}
-    if any(str(k).startswith("uff.") for k in sd):
-        sd = {k[4:]: v for k, v in sd.items() if k.startswith("uff.")}
+                        "Give best.pt of an mlkit anomaly fusion/triple run, a UFF state_dict, or the authors' "
+                        "UFF checkpoint.") from None  # fmt: skip
+    sd = uff_state_dict(ck)
     rgb_dim, pt_dim = sample[0].shape[1], sample[1].shape[1]
     model = UFF(pt_dim, rgb_dim, ratio)
     own = model.state_dict()

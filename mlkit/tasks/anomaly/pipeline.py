@@ -69,19 +69,22 @@ def extract(
     return out, (spent / max(1, n), cpu / max(1, n))
 
 
-def features_of(mod: str, rgb: np.ndarray, pt: np.ndarray, uff: UFF | None, device: str) -> np.ndarray:
+def features_of(mod: str, rgb: np.ndarray, pt: np.ndarray, uff: UFF | None, device: str, bg: str = "drop"
+                ) -> np.ndarray:  # fmt: skip
     """The raw patch rows of one sample for one bank.
 
-    Fused rows of patches without point support (x_pt = 0, background) are returned as zeros: they are dropped from
-    the bank like the pt bank's zero rows, and `score_sample` gives them distance 0. The reference keeps them (they
-    are near-constant and match each other), which only costs coreset time (75% of a synthetic fs bank).
+    bg "drop": fused rows of patches without point support (x_pt = 0, background) are returned as zeros: they are
+    dropped from the bank like the pt bank's zero rows, and `score_sample` gives them distance 0. bg "reference"
+    keeps them as the original computes them ([chi_pt(0) || chi_rgb(x_rgb)]: near-constant rows that match each
+    other), which costs coreset time (75% of a synthetic fs bank) and lets background RGB texture score.
     """
     if mod == "rgb":
         return np.asarray(rgb, np.float32)
     if mod == "pt":
         return np.asarray(pt, np.float32)
     fs = fuse(uff, rgb, pt, device)
-    fs[~np.any(np.asarray(pt) != 0, axis=1)] = 0.0
+    if bg == "drop":
+        fs[~np.any(np.asarray(pt) != 0, axis=1)] = 0.0
     return fs
 
 
@@ -104,7 +107,7 @@ def build_banks(
     writers = {m: BankWriter(folder / f"bank_{m}.npy", rows_per[m] * len(feats), dims[m]) for m in need}
     for rgb, pt in feats:
         for m in need:
-            writers[m].add(features_of(m, rgb, pt, uff, device))
+            writers[m].add(features_of(m, rgb, pt, uff, device, cfg["memory"]["fs_background"]))
     raw = {m: w.rows() for m, w in writers.items()}
     st = CategoryState()
     stats = {m: scalar_stats(raw[m]) for m in need}
@@ -143,10 +146,10 @@ def score_sample(
     m_cfg = cfg["memory"]
     for mod in MODALITIES[mode]:
         mu, sd = st.norm[mod]
-        raw = features_of(mod, rgb, pt, uff, device)
+        raw = features_of(mod, rgb, pt, uff, device, m_cfg["fs_background"])
         x = torch.from_numpy((raw - mu) / sd).float().to(device)
         bank = st.banks[mod].to(device)
-        if mod == "fs":  # background patches: distance 0 (see features_of)
+        if mod == "fs" and m_cfg["fs_background"] == "drop":  # background patches: distance 0 (see features_of)
             fg = torch.from_numpy(np.any(raw != 0, axis=1)).to(device)
             s, m = (
                 score_bank(x[fg], bank, bool(m_cfg["reweight"]), int(m_cfg["chunk"]))

@@ -20,7 +20,7 @@ from mlkit.tasks.anomaly.pipeline import combine, from_state_dict, score_sample,
 from mlkit.tasks.anomaly.report import save_prediction
 
 _PAPER_KEYS = ("fusion.score_norm", "memory.coreset_mode", "memory.coreset_max", "memory.presample",
-               "memory.projection_dim")  # fmt: skip
+               "memory.projection_dim", "memory.fs_background")  # fmt: skip
 
 
 def _in_preset(cfg: dict, key: str) -> bool:
@@ -89,6 +89,9 @@ class AnomalyTask(Task):
         if str(cfg["modalities"]) not in MODALITIES:
             raise UsageError(f"unknown modalities '{cfg['modalities']}'", "modalities",
                              f"Use one of {', '.join(MODALITIES)}.")  # fmt: skip
+        if cfg["memory"]["fs_background"] not in ("drop", "reference"):
+            raise UsageError(f"unknown fs_background '{cfg['memory']['fs_background']}'", "memory.fs_background",
+                             "Use drop or reference.")  # fmt: skip
         if cfg["threshold"]["mode"] not in ("max", "quantile"):
             raise UsageError(f"unknown threshold mode '{cfg['threshold']['mode']}'", "threshold.mode",
                              "Use max or quantile.")  # fmt: skip
