@@ -20,8 +20,10 @@ SPEC = TaskSpec(
     monitor="val/mi",
     monitor_mode="max",
     layout="<root>/x.npy + y.npy (rows paired), or x.csv + y.csv, or data.npz with arrays x and y (or that .npz "
-    "file itself); optional <root>/truth.json {\"mi\": nats, \"dim\": d, \"kind\": gaussian|cubic, \"rho\": r}",
-    inputs="one pair per line: 'x1,...,xd;y1,...,ye' or a JSON object {\"x\": [...], \"y\": [...]}",
+    "file itself); optional <root>/truth.json {\"mi\": nats, \"dim\": d, \"kind\": gaussian|cubic, \"rho\": r}; "
+    "images (representation learning): a CIFAR-10/100 python folder or <root>/train/<class>/*.png + test|val/",
+    inputs="one pair per line: 'x1,...,xd;y1,...,ye' or a JSON object {\"x\": [...], \"y\": [...]}; an image "
+    "model: 'a.png;b.png'",
     flags=(
         Flag("--preset", "preset", str, "paper: the paper's protocol (fresh samples, 4,000 steps); explicit keys win",
              modes=("train",)),  # fmt: skip
@@ -35,7 +37,7 @@ SPEC = TaskSpec(
         Flag("--steps", "steps", int, "optimizer steps per run (epochs x steps_per_epoch for train)", modes=_RUN),
         Flag("--stream", "stream", bool, "fresh samples of the synth generator every step (no --data)",
              modes=("train",)),  # fmt: skip
-        Flag("--kind", "synth.kind", str, "embedded default generator: gaussian | cubic | digits | markov",
+        Flag("--kind", "synth.kind", str, "embedded default: gaussian | cubic | digits | markov | images",
              modes=("train",)),
         Flag("--true-mi", "synth.mi", float, "known-truth generator: I(x; y) in nats", modes=("train",)),
         Flag("--dim", "synth.dim", int, "known-truth generator: dimensions d of x and y", modes=("train",)),

@@ -16,6 +16,7 @@ from mlkit.core.runtime import Ctx
 from mlkit.core.task import Task, TrainState
 from mlkit.tasks.mi import data as D
 from mlkit.tasks.mi import report as R
+from mlkit.tasks.mi import vision as V
 from mlkit.tasks.mi.model import Critics
 from mlkit.tasks.mi.objective import CONDS, ESTIMATORS, Est, held_out, train_steps
 from mlkit.tasks.mi.source import Source
@@ -29,9 +30,12 @@ def check(cfg: dict, explicit: frozenset[str] = frozenset()) -> dict:
         raise UsageError(f"unknown cond '{cfg['cond']}'", "--cond", f"Use one of: {', '.join(CONDS)}.")
     if cfg["arch"] not in ("separable", "concat"):
         raise UsageError(f"unknown critic architecture '{cfg['arch']}'", "--arch", "Use separable or concat.")
-    if cfg["synth"]["kind"] not in D.KINDS + D.VIEW_KINDS:
-        raise UsageError(f"unknown synth kind '{cfg['synth']['kind']}'", "--kind",
-                         f"Use one of: {', '.join(D.KINDS + D.VIEW_KINDS)}.")  # fmt: skip
+    kinds = D.KINDS + D.VIEW_KINDS + ("images",)
+    if cfg["synth"]["kind"] not in kinds:
+        raise UsageError(f"unknown synth kind '{cfg['synth']['kind']}'", "--kind", f"Use one of: {', '.join(kinds)}.")
+    v = cfg["vision"]
+    if not (v["size"] >= 8 and v["width"] >= 1 and v["tau"] > 0 and v["probe_max"] >= 10 and v["probe_few"] >= 10):
+        raise UsageError("vision needs size >= 8, width >= 1, tau > 0, probe_max and probe_few >= 10", "vision")
     if not isinstance(cfg["splits"], int) or cfg["splits"] < 1:
         raise UsageError(f"splits must be an integer >= 1, got {cfg['splits']!r}", "--splits")
     if cfg["estimator"] != "demi":
@@ -72,8 +76,20 @@ def embedded_default(cfg: dict, log: Any = None) -> Path:
                                             int(s["seed"])), log=log)  # fmt: skip
 
 
-def open_source(cfg: dict, ctx: Ctx) -> Source:
-    """The run's batches: a stream of the generator, or the rows of --data / the embedded default."""
+def is_vision(cfg: dict) -> bool:
+    """Representation learning on images: --data is a CIFAR/ImageFolder root, or the embedded `--kind images`."""
+    return V.is_image_root(Path(cfg["data"])) if cfg["data"] else cfg["synth"]["kind"] == "images"
+
+
+def open_source(cfg: dict, ctx: Ctx) -> Source | V.VisionSource:
+    """The run's batches: a stream of the generator, the rows of --data / the embedded default, or images."""
+    if is_vision(cfg):
+        root = Path(cfg["data"]) if cfg["data"] else cached("mi-images", {"digits": 1797}, V.write_default, log=ctx.log)
+        src = V.VisionSource(root, int(cfg["vision"]["size"]), ctx.device)
+        ctx.log(f"images: {len(src.train)} train / {len(src.test)} test, {len(src.names)} classes ({root})")
+        if cfg["estimator"] == "demi" and cfg["cond"] == "oracle":
+            raise UsageError("--cond oracle needs a known generator, not images", "--cond", "Use --cond is or sir.")
+        return src
     if cfg["stream"]:
         s = cfg["synth"]
         src = Source.from_stream(s["kind"], float(s["mi"]), int(s["dim"]), ctx.device)
@@ -90,7 +106,10 @@ def open_source(cfg: dict, ctx: Ctx) -> Source:
     return src
 
 
-def build_critics(cfg: dict, dx: int, dy: int, device: Any) -> Critics:
+def build_critics(cfg: dict, dx: int, dy: int, device: Any, vision: bool = False) -> Critics | V.VisionCritics:
+    if vision:
+        v = cfg["vision"]
+        return V.VisionCritics(cfg["splits"], int(v["width"]), int(cfg["embed"]), float(v["tau"])).to(device)
     return Critics(D.cuts(dx, cfg["splits"]), dy, cfg["arch"], cfg["hidden"], cfg["layers"], cfg["embed"]).to(device)
 
 
@@ -113,7 +132,7 @@ class MITask(Task):
         return open_source(cfg, ctx)
 
     def build_model(self, cfg: dict, ctx: Ctx, data: Source) -> Critics:
-        return build_critics(cfg, data.dx, data.dy, ctx.device)
+        return build_critics(cfg, data.dx, data.dy, ctx.device, isinstance(data, V.VisionSource))
 
     def train_epoch(self, cfg: dict, ctx: Ctx, st: TrainState) -> dict:
         src: Source = st.data
@@ -139,6 +158,8 @@ class MITask(Task):
     def test(self, cfg: dict, ctx: Ctx, st: TrainState) -> dict:
         out = R.prefixed("test", _held(cfg, st.data, st.model, "test"), st.data, cfg)
         out["test/train_last_std"] = float(st.scratch.get("last_std", float("nan")))
+        if isinstance(st.data, V.VisionSource):
+            out.update(_probe(cfg, ctx, st.model, st.data))
         if ctx.is_main and ctx.run_dir is not None and st.rep == 0:
             R.curve_png(ctx.run_dir / "results.csv", st.scratch.get("history", []), out, cfg,
                         ctx.run_dir / "mi_curve.png")  # fmt: skip
@@ -148,6 +169,9 @@ class MITask(Task):
         return R.over_seeds(results)
 
     def checkpoint_extra(self, cfg: dict, ctx: Ctx, data: Source) -> dict:
+        if isinstance(data, V.VisionSource):
+            ref = data.test[torch.randperm(len(data.test), generator=torch.Generator().manual_seed(5))[:256]]
+            return {"vision": True, "size": data.size, "classes": list(data.names), "reference": ref.cpu()}
         ref = data.held_out("train", int(cfg["predict"]["reference"]), 1)[0][1].cpu() if not data.stream else \
             data.norm_y(D.sample(int(cfg["predict"]["reference"]), data.dy, data.truth["rho"], data.truth["kind"],
                                  torch.Generator().manual_seed(5))[1]).cpu()  # fmt: skip
@@ -157,6 +181,10 @@ class MITask(Task):
     # ---------------------------------------------------------------- eval / predict
     def restore(self, cfg: dict, ctx: Ctx, ckpt: dict) -> dict:
         extra = ckpt.get("extra") or {}
+        if extra.get("vision"):
+            model = build_critics(cfg, 0, 0, ctx.device, vision=True)
+            model.load_state_dict(ckpt["state_dict"])
+            return {"model": model.eval(), "extra": extra}
         if "dx" not in extra:
             raise DataError("checkpoint lacks the mi extras (dx, dy, reference)", "--model", "Retrain with mlkit mi train.")
         model = build_critics(cfg, int(extra["dx"]), int(extra["dy"]), ctx.device)
@@ -164,20 +192,32 @@ class MITask(Task):
         return {"model": model.eval(), "extra": extra}
 
     def evaluate(self, cfg: dict, ctx: Ctx, restored: dict) -> dict:
-        src = open_source(cfg, ctx)
         ex = restored["extra"]
+        if ex.get("vision"):
+            if not is_vision(cfg):
+                raise UsageError("this model was trained on images; eval needs an image --data", "--data",
+                                 "Give a CIFAR folder or an ImageFolder root (or none: the embedded images).")  # fmt: skip
+            src = open_source(cfg, ctx)
+            out = R.prefixed("test", _held(cfg, src, restored["model"], "test"), src, cfg)
+            return {**out, **_probe(cfg, ctx, restored["model"], src)}
+        src = open_source(cfg, ctx)
         if (src.dx, src.dy) != (int(ex["dx"]), int(ex["dy"])):
             raise DataError(f"data has {src.dx}/{src.dy} columns, the model {ex['dx']}/{ex['dy']}", str(cfg["data"]),
                             "Evaluate on arrays shaped like the training data.")  # fmt: skip
         return R.prefixed("test", _held(cfg, src, restored["model"], "test"), src, cfg)
 
-    def parse_record(self, cfg: dict, restored: dict, line: str, n: int) -> tuple[int, list, list]:
+    def parse_record(self, cfg: dict, restored: dict, line: str, n: int) -> tuple[int, Any, Any]:
         ex = restored["extra"]
+        if ex.get("vision"):
+            return (n, *V.parse_image_pair(line, n, int(ex["size"])))
         return (n, *R.parse_pair(line, n, int(ex["dx"]), int(ex["dy"])))
 
     def predict_batch(self, cfg: dict, ctx: Ctx, restored: dict, records: list) -> list[dict]:
         ex = restored["extra"]
         dev = ctx.device
+        if ex.get("vision"):
+            pmi = V.pointwise(restored["model"], [r[1] for r in records], [r[2] for r in records], ex["reference"], dev)
+            return [{"id": r[0], "score": round(float(v), 6), "label": int(v > 0)} for r, v in zip(records, pmi)]
         x = (torch.tensor([r[1] for r in records]) - ex["mx"]) / ex["sx"]
         y = (torch.tensor([r[2] for r in records]) - ex["my"]) / ex["sy"]
         pmi = R.pointwise(restored["model"], x.to(dev), y.to(dev), ex["reference"].to(dev))
@@ -190,6 +230,8 @@ class MITask(Task):
         import yaml
 
         cfg = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+        if is_vision(cfg):
+            return V.sample_pairs(Path(run_dir), 3)
         if cfg.get("data") or cfg["synth"]["kind"] in D.VIEW_KINDS:
             x, y, _ = D.load(Path(cfg["data"]) if cfg.get("data") else embedded_default(cfg))
         else:
@@ -197,6 +239,19 @@ class MITask(Task):
             x, y = (v.numpy() for v in D.sample(3, s["dim"], D.rho_of_mi(s["mi"], s["dim"]), s["kind"],
                                                 torch.Generator().manual_seed(1)))  # fmt: skip
         return [",".join(f"{v:.5g}" for v in x[i]) + ";" + ",".join(f"{v:.5g}" for v in y[i]) for i in range(3)]
+
+
+def _probe(cfg: dict, ctx: Ctx, model: Any, src: V.VisionSource) -> dict[str, float]:
+    """Linear-probe test accuracy with up to probe_max train labels (the standard protocol) and with probe_few
+    labels (where a learned representation shows on easy data), for the trained encoder and a fresh random one."""
+    v = cfg["vision"]
+    torch.manual_seed(int(cfg["seed"]))
+    rand = build_critics(cfg, 0, 0, ctx.device, vision=True)
+    out = {}
+    for key, n in (("probe_acc", int(v["probe_max"])), (f"probe_acc_{int(v['probe_few'])}", int(v["probe_few"]))):
+        out[f"test/{key}"] = V.linear_probe(model, src, ctx.device, n)
+        out[f"test/{key}_random"] = V.linear_probe(rand, src, ctx.device, n)
+    return out
 
 
 def _held(cfg: dict, src: Source, model: Critics, split: str) -> dict:
