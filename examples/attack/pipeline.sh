@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Train target model C -> train AdvGAN against it -> eval beside FGSM / PGD-40 -> adversarial PNGs from stdin.
+# Train target model C -> train AdvGAN against it -> eval beside FGSM / PGD-40 -> adversarial PNGs from stdin;
+# then an RGB (CIFAR-layout) run with --preset cifar.
 # Run from anywhere: bash examples/attack/pipeline.sh   (needs mlkit importable, or run inside the repo)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,3 +26,10 @@ ls "$WORK/runs/attack/demo/eval"
 printf 'test:0\ntest:1\ntest:2\n' | python -m mlkit attack predict --model "$WORK/runs/attack/demo/weights/best.pt" \
   --quiet --save "$WORK/adv"
 ls "$WORK/adv"
+
+# 5. RGB data: --preset cifar (eps 8/255) on the embedded CIFAR-layout default (seeded coloured shapes written as
+#    CIFAR-10 pickles; give --data cifar-10-batches-py/ or an image folder for real data), a CPU-sized ResNet-8
+#    target and the CycleGAN generator; a short run of about a minute of CPU
+python -m mlkit attack train --preset cifar --target-arch resnet8 --set digits.train=1000 --set digits.test=200 \
+  --set val=100 --set target_epochs=2 --set epochs=2 --project "$WORK/runs" --name rgb --quiet --json \
+  | python -c 'import json, sys; m = json.load(sys.stdin)["metrics"]; print({k: round(m[k], 4) for k in ("test/clean_accuracy", "test/success", "test/linf_max")})'

@@ -22,18 +22,21 @@ SPEC = TaskSpec(
     monitor="val/success",
     monitor_mode="max",
     layout="<root>/train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte "
-    "(MNIST idx, each optionally .gz)",
-    inputs="an image path (PNG, grey or RGB, resized to 28x28) with an optional ',label' per line, or 'test:N' "
-    "for test image N",
+    "(MNIST idx, each optionally .gz); <root>/data_batch_1..5, test_batch, batches.meta (CIFAR-10 python pickles); "
+    "<root>/train/<class>/*.png + <root>/test|val/<class>/*.png, or <root>/<class>/*.png (seeded split)",
+    inputs="an image path (PNG/JPEG, converted to the checkpoint's channels and resized to its size) with an "
+    "optional ',label' per line, or 'test:N' for test image N",
     flags=(
-        Flag("--preset", "preset", str, "paper | port: the paper's §7 protocol or the port's losses", modes=_RUN),
+        Flag("--preset", "preset", str, "paper | port | cifar: the paper's §7 protocol, the port's losses, or the paper's CIFAR-10 "
+             "bound (eps 8/255, ResNet-32)", modes=_RUN),
         Flag("--setting", "setting", str, "semi-whitebox | blackbox-static | blackbox-dynamic", modes=("train",)),
         Flag("--target", "target", str, "target model file (mlkit target file, state dict, TorchScript)",
              modes=("train", "target")),  # fmt: skip
-        Flag("--target-arch", "target_arch", str, "a | b | c (built-in targets, state dicts)",
+        Flag("--target-arch", "target_arch", str, "auto | a | b | c | resnet8 | resnet20 | resnet32 (built-in "
+             "targets, state dicts)",
              modes=("train", "target")),  # fmt: skip
-        Flag("--targeted", "targeted", bool, "targeted attack (t = --target-class or (y + 1) mod 10)", modes=_ALL),
-        Flag("--target-class", "target_class", int, "targeted: fixed class t (-1: (y + 1) mod 10)", modes=_ALL),
+        Flag("--targeted", "targeted", bool, "targeted attack (t = --target-class or (y + 1) mod k)", modes=_ALL),
+        Flag("--target-class", "target_class", int, "targeted: fixed class t (-1: (y + 1) mod k)", modes=_ALL),
         Flag("--eps", "eps", float, "L-inf bound in [0, 1] pixel units", modes=_ALL),
         Flag("--method", "predict.method", str, "advgan | fgsm | pgd | pgd-l2 | cw", modes=("predict",)),
         Flag("--methods", "eval.methods", str, "methods eval runs (repeat)", modes=("eval",), multiple=True),

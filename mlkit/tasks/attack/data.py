@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gzip
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,8 @@ class Digits:
     root: Path
     train: Split
     test: Split
+    classes: list[str] = field(default_factory=lambda: [str(c) for c in range(10)])
+    layout: str = "mnist"  # mnist | cifar10 | cifar100 | folder
 
 
 # ------------------------------------------------------------------------------------------------ idx
@@ -119,6 +121,31 @@ def load_mnist(root: Path) -> Digits:
     if tr.x.shape[1:] != te.x.shape[1:]:
         raise DataError(f"train images {tr.x.shape[2:]} and test images {te.x.shape[2:]} differ in size", str(root))
     return Digits(root, tr, te)
+
+
+def is_mnist(root: Path) -> bool:
+    return any((root / f"{SPLITS['train'][0]}{s}").is_file() for s in ("", ".gz")) or \
+        (root / SPLITS["train"][0].replace("-idx", ".idx")).is_file()  # fmt: skip
+
+
+def load_any(root: Path, image_size: int = 0, folder_test: float = 0.2, seed: int = 0) -> Digits:
+    """MNIST idx, CIFAR pickles or image folders (see images.py), detected in that order; x float32 in [0, 1]."""
+    from mlkit.tasks.attack import images as I
+
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError("dataset folder not found", str(root), f"Give --data a folder: {LAYOUT}; or {I.LAYOUT}.")
+    if is_mnist(root):
+        return load_mnist(root)
+    which = I.kind(root)
+    if which is None:
+        raise DataError("cannot tell the data layout", str(root), f"Expected {LAYOUT}; or {I.LAYOUT}.")
+    if which == "folder":
+        xtr, ytr, xte, yte, names = I.read_folders(root, image_size, folder_test, seed)
+    else:
+        xtr, ytr, xte, yte, names = I.read_cifar(root)
+    f = lambda a: a.astype(np.float32) / 255.0  # noqa: E731
+    return Digits(root, Split(f(xtr), ytr.astype(np.int64)), Split(f(xte), yte.astype(np.int64)), list(names), which)
 
 
 # ------------------------------------------------------------------------------------------------ digits

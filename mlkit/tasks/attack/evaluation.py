@@ -23,7 +23,7 @@ def attack(cfg: dict, bundle: torch.nn.Module, method: str, x: torch.Tensor, y: 
     ev = cfg["eval"]
     eps = float(cfg["eps"]) if eps is None else eps
     targeted = bool(cfg["targeted"])
-    t = goal(y, targeted, int(cfg["target_class"]))
+    t = goal(y, targeted, int(cfg["target_class"]), getattr(bundle, "k", 10))
     f = bundle.target
     if method == "advgan":
         with torch.no_grad():
@@ -62,7 +62,7 @@ def measure(cfg: dict, bundle: torch.nn.Module, method: str, x: torch.Tensor, y:
             clean.append(f(xb).argmax(1))
         advs.append(adv)
     adv, pred, cl = torch.cat(advs), torch.cat(preds), torch.cat(clean)
-    t = goal(y, targeted, int(cfg["target_class"]))
+    t = goal(y, targeted, int(cfg["target_class"]), getattr(bundle, "k", 10))
     ok = (pred == t) if targeted else (pred != y)
     if targeted:
         ok = ok & (t != y)  # a target equal to the true label does not count
@@ -119,17 +119,19 @@ def eps_curve(cfg: dict, bundle: torch.nn.Module, x: torch.Tensor, y: torch.Tens
 
 
 def write_grid(path: Path, x: np.ndarray, adv: np.ndarray, y: list[int], pred: list[int], title: str = "") -> Path:
-    """PNG: one column per image; rows original, perturbation x10 (grey = 0), adversarial; labels above."""
+    """PNG: one column per image; rows original, perturbation x10 (grey = 0), adversarial; labels above (grey or
+    RGB images, (n, c, h, w) in [0, 1])."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = len(x)
+    img_of = lambda a: a[0] if a.shape[0] == 1 else np.clip(a.transpose(1, 2, 0), 0, 1)  # noqa: E731
     fig, axes = plt.subplots(3, n, figsize=(1.1 * n + 0.6, 3.6), squeeze=False)
     for j in range(n):
-        pert = np.clip(0.5 + 10 * (adv[j, 0] - x[j, 0]), 0, 1)
-        for r, (img, lab) in enumerate(((x[j, 0], f"y={y[j]}"), (pert, "x10"), (adv[j, 0], f"->{pred[j]}"))):
+        pert = np.clip(0.5 + 10 * (img_of(adv[j]) - img_of(x[j])), 0, 1)
+        for r, (img, lab) in enumerate(((img_of(x[j]), f"y={y[j]}"), (pert, "x10"), (img_of(adv[j]), f"->{pred[j]}"))):
             ax = axes[r, j]
             ax.imshow(img, cmap="gray", vmin=0, vmax=1)
             ax.set_title(lab, fontsize=7, color="red" if r == 2 and pred[j] != y[j] else "black")

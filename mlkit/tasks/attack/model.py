@@ -1,12 +1,15 @@
-"""nn.Modules of `mlkit attack`: the AdvGAN generator and discriminator (MNIST, 1x28x28), the paper's target
-models A/B/C (logits, ReLU), the eval-mode normalising target wrapper, and the bundle the checkpoint holds."""
+"""nn.Modules of `mlkit attack`: the AdvGAN generators (MNIST 1x28x28; the CycleGAN ResNet generator for other
+shapes, e.g. CIFAR 3x32x32) and discriminator, the paper's target models A/B/C (logits, ReLU) and the CIFAR ResNets
+(ResNet-32 as in the paper, ResNet-8/20 of the same family for CPUs), the eval-mode normalising target wrapper, and
+the bundle the checkpoint holds."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-TARGET_ARCHS = ("a", "b", "c")
+TARGET_ARCHS = ("a", "b", "c", "resnet8", "resnet20", "resnet32")
+MNIST_ARCHS = ("a", "b", "c")  # fixed 28x28 inputs (their FC sizes)
 
 
 def _init(m: nn.Module) -> None:
@@ -57,8 +60,40 @@ class Generator(nn.Module):
         return self.net(x)
 
 
+class CycleGenerator(nn.Module):
+    """The CycleGAN ResNet generator the spec gives for 3-channel 32x32 inputs: c7s1-8, d16, d32, R32 x4, u16, u8,
+    c7s1-3 (reflect-padded 7x7 convs, stride-2 3x3 down, fractionally strided 3x3 up, instance norm, ReLU), tanh.
+    Any channel count; height and width divisible by 4."""
+
+    def __init__(self, ch: int = 3, width: int = 8) -> None:
+        super().__init__()
+        w = width
+
+        def block(conv: nn.Module, o: int) -> list[nn.Module]:
+            return [conv, nn.InstanceNorm2d(o), nn.ReLU(True)]
+
+        self.net = nn.Sequential(
+            nn.ReflectionPad2d(3), *block(nn.Conv2d(ch, w, 7), w),
+            *block(nn.Conv2d(w, 2 * w, 3, 2, 1), 2 * w), *block(nn.Conv2d(2 * w, 4 * w, 3, 2, 1), 4 * w),
+            *[ResBlock(4 * w) for _ in range(4)],
+            *block(nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, output_padding=1), 2 * w),
+            *block(nn.ConvTranspose2d(2 * w, w, 3, 2, 1, output_padding=1), w),
+            nn.ReflectionPad2d(3), nn.Conv2d(w, ch, 7), nn.Tanh(),
+        )  # fmt: skip
+        self.apply(_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def generator_kind(shape: tuple[int, int, int]) -> str:
+    """'mnist' for 1x28x28 inputs (the spec's MNIST generator), else 'cyclegan'."""
+    return "mnist" if tuple(shape) == (1, 28, 28) else "cyclegan"
+
+
 class Discriminator(nn.Module):
-    """x (B,1,28,28) -> probability of 'real' (B,): Conv4 s2 x3 (13/5/1), Conv1, sigmoid."""
+    """x (B,ch,H,W) -> probability of 'real' (B,): Conv4 s2 x3 (28: 13/5/1; 32: 15/6/2), Conv1, sigmoid, averaged
+    over the output map (the spec gives D for MNIST only; for RGB it takes 3 input channels)."""
 
     def __init__(self, ch: int = 1, width: int = 8) -> None:
         super().__init__()
@@ -75,8 +110,49 @@ class Discriminator(nn.Module):
         return self.net(x).flatten(1).mean(1)
 
 
+class BasicBlock(nn.Module):
+    def __init__(self, i: int, o: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(i, o, 3, stride, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(True),
+            nn.Conv2d(o, o, 3, 1, 1, bias=False), nn.BatchNorm2d(o),
+        )  # fmt: skip
+        self.skip = nn.Identity() if stride == 1 and i == o else \
+            nn.Sequential(nn.Conv2d(i, o, 1, stride, bias=False), nn.BatchNorm2d(o))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+def cifar_resnet(depth: int, k: int = 10, ch: int = 3) -> nn.Module:
+    """He et al.'s CIFAR ResNet-(6n+2): 3x3 conv 16, three stages of n basic blocks (16, 32, 64 channels, stride 2
+    at stages 2 and 3, 1x1 projection shortcuts where the shape changes), global average pool, FC k."""
+    n = (depth - 2) // 6
+    layers: list[nn.Module] = [nn.Conv2d(ch, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(True)]
+    i = 16
+    for o, s in ((16, 1), (32, 2), (64, 2)):
+        for j in range(n):
+            layers.append(BasicBlock(i, o, s if j == 0 else 1))
+            i = o
+    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, k))
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return net
+
+
+def dims_of(sd: dict) -> tuple[int, int]:
+    """(input channels, classes) of a target state dict: the first conv's in-channels, the last linear's rows."""
+    convs = [v for v in sd.values() if getattr(v, "ndim", 0) == 4]
+    fcs = [v for v in sd.values() if getattr(v, "ndim", 0) == 2]
+    return (int(convs[0].shape[1]) if convs else 1), (int(fcs[-1].shape[0]) if fcs else 10)
+
+
 def target_net(arch: str, k: int = 10, ch: int = 1) -> nn.Module:
-    """The paper's MNIST target models (logits): A, B (Tramer et al.), C (Carlini & Wagner; the port's target)."""
+    """Target models (logits): the paper's MNIST A, B (Tramer et al.), C (Carlini & Wagner; the port's target) for
+    28x28 inputs, and the CIFAR ResNets resnet8 / resnet20 / resnet32 (any input size)."""
+    if arch.startswith("resnet") and arch[6:].isdigit():
+        return cifar_resnet(int(arch[6:]), k, ch)
     r = nn.ReLU
     if arch == "a":
         return nn.Sequential(nn.Conv2d(ch, 64, 5), r(), nn.Conv2d(64, 64, 5), r(), nn.Dropout(0.25), nn.Flatten(),
@@ -93,14 +169,27 @@ def target_net(arch: str, k: int = 10, ch: int = 1) -> nn.Module:
     raise ValueError(f"unknown target arch {arch!r}")
 
 
+Stat = "float | list[float] | torch.Tensor"
+
+
+def stat(v: float | list | torch.Tensor) -> torch.Tensor:
+    """A normalisation statistic: a scalar, or one value per channel shaped (C, 1, 1)."""
+    t = torch.as_tensor(v, dtype=torch.float32).detach().clone()
+    return t.reshape(-1, 1, 1) if t.numel() > 1 else t.reshape(())
+
+
+def stat_list(t: torch.Tensor) -> float | list[float]:
+    return [float(v) for v in t.flatten()] if t.numel() > 1 else float(t)
+
+
 class Target(nn.Module):
     """A classifier on [0, 1] pixels: normalisation lives inside, so every epsilon is in pixel units."""
 
-    def __init__(self, net: nn.Module, mean: float = 0.0, std: float = 1.0) -> None:
+    def __init__(self, net: nn.Module, mean: Stat = 0.0, std: Stat = 1.0) -> None:
         super().__init__()
         self.net = net
-        self.register_buffer("mean", torch.tensor(float(mean)))
-        self.register_buffer("std", torch.tensor(float(std)))
+        self.register_buffer("mean", stat(mean))
+        self.register_buffer("std", stat(std))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)
@@ -118,11 +207,15 @@ class AdvGAN(nn.Module):
     """What a checkpoint holds: G, D, the frozen target f (the black box b in the black-box settings) and, for
     the black-box settings, the distilled surrogate that G is trained against."""
 
-    def __init__(self, target: Target, surrogate: Target | None = None, width: int = 8) -> None:
+    def __init__(self, target: Target, surrogate: Target | None = None, width: int = 8,
+                 shape: tuple[int, int, int] = (1, 28, 28), k: int = 10) -> None:  # fmt: skip
         super().__init__()
-        self.G, self.D = Generator(width=width), Discriminator(width=width)
+        ch = int(shape[0])
+        gen = Generator if generator_kind(shape) == "mnist" else CycleGenerator
+        self.G, self.D = gen(ch=ch, width=width), Discriminator(ch=ch, width=width)
         self.target = freeze(target)
         self.surrogate = surrogate
+        self.shape, self.k = tuple(int(v) for v in shape), int(k)
 
     def train(self, mode: bool = True) -> AdvGAN:  # the target never leaves eval mode
         super().train(mode)

@@ -1,4 +1,4 @@
-"""Target models of `mlkit attack`: train a built-in one (A/B/C), save it as a target file, or load a user's file
+"""Target models of `mlkit attack`: train a built-in one (A/B/C, CIFAR ResNets), save it as a target file, or load a user's file
 (an `mlkit attack target` file, a state dict of a built-in arch, or a TorchScript module); always frozen, eval mode."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from mlkit.core.errors import DataError
-from mlkit.tasks.attack.model import TARGET_ARCHS, Target, freeze, target_net
+from mlkit.tasks.attack.model import TARGET_ARCHS, Stat, Target, dims_of, freeze, stat_list, target_net
 
 FORMAT = "mlkit-attack-target"
 
@@ -43,20 +43,23 @@ def accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int 
     return hit / max(1, len(x))
 
 
-def train_target(cfg: dict, x: torch.Tensor, y: torch.Tensor, log: Callable[[str], Any] | None = None) -> Target:
-    """Train the built-in `target_arch` on (x, y) with Adam (lr `target_lr`, `target_epochs`, `target_batch`)."""
+def train_target(cfg: dict, x: torch.Tensor, y: torch.Tensor, log: Callable[[str], Any] | None = None,
+                 arch: str | None = None, k: int = 10, mean: Stat = 0.0, std: Stat = 1.0) -> Target:  # fmt: skip
+    """Train the built-in `arch` (k classes, x's channels) on (x, y) with Adam (lr `target_lr`, `target_epochs`,
+    `target_batch`); mean / std: the normalisation inside the wrapper."""
+    arch = arch or cfg["target_arch"]
     if log:
-        log(f"training target model {cfg['target_arch'].upper()} ({cfg['target_epochs']} epochs on {len(x)} images)")
+        log(f"training target model {arch.upper()} ({cfg['target_epochs']} epochs on {len(x)} images)")
     with torch.random.fork_rng(devices=[]):  # the run's own RNG stream does not depend on the target being cached
         torch.manual_seed(int(cfg["seed"]))
-        net = Target(target_net(cfg["target_arch"]), float(cfg["mean"]), float(cfg["std"])).to(x.device)
+        net = Target(target_net(arch, k, int(x.shape[1])), mean, std).to(x.device)
         fit_classifier(net, x, y, int(cfg["target_epochs"]), float(cfg["target_lr"]), int(cfg["target_batch"]),
                        int(cfg["seed"]))  # fmt: skip
     return freeze(net)
 
 
 def save_target(net: Target, arch: str, path: Path) -> None:
-    body = {"format": FORMAT, "arch": arch, "mean": float(net.mean), "std": float(net.std),
+    body = {"format": FORMAT, "arch": arch, "mean": stat_list(net.mean), "std": stat_list(net.std),
             "state_dict": {k: v.detach().cpu() for k, v in net.net.state_dict().items()}}  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -64,7 +67,7 @@ def save_target(net: Target, arch: str, path: Path) -> None:
     tmp.replace(path)
 
 
-def load_target(path: str | Path, arch: str, mean: float, std: float) -> tuple[Target, str]:
+def load_target(path: str | Path, arch: str, mean: Stat, std: Stat) -> tuple[Target, str]:
     """(frozen target, arch or 'script') from a target file; DataError naming the file when it is not a model."""
     p = Path(path).expanduser()
     if not p.is_file():
@@ -86,7 +89,7 @@ def load_target(path: str | Path, arch: str, mean: float, std: float) -> tuple[T
             raise DataError(*bad) from None
         return freeze(Target(mod, mean, std)), "script"
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        arch, mean, std, sd = obj.get("arch"), float(obj.get("mean", 0.0)), float(obj.get("std", 1.0)), obj.get("state_dict")
+        arch, mean, std, sd = obj.get("arch"), obj.get("mean", 0.0), obj.get("std", 1.0), obj.get("state_dict")
     elif isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         sd = obj["state_dict"]
     else:
@@ -94,10 +97,12 @@ def load_target(path: str | Path, arch: str, mean: float, std: float) -> tuple[T
     if arch not in TARGET_ARCHS or not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise DataError(*bad)
     sd = {k.removeprefix("module.").removeprefix("net."): v for k, v in sd.items()}
-    net = target_net(arch)
     try:
+        ch, k = dims_of(sd)
+        net = target_net(arch, k, ch)
         net.load_state_dict(sd)
-    except RuntimeError:
+        tgt = Target(net, mean, std)
+    except (RuntimeError, TypeError, ValueError, IndexError):
         raise DataError(f"state dict does not fit target arch {arch.upper()}", str(p),
-                        "Set --target-arch to the arch the weights belong to (a | b | c).") from None  # fmt: skip
-    return freeze(Target(net, mean, std)), arch
+                        f"Set --target-arch to the arch the weights belong to ({' | '.join(TARGET_ARCHS)}).") from None  # fmt: skip
+    return freeze(tgt), arch

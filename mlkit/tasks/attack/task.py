@@ -13,60 +13,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlkit.core.artifact import cached
 from mlkit.core.config import apply_preset
 from mlkit.core.errors import DataError, UsageError
 from mlkit.core.runtime import Ctx
 from mlkit.core.task import Task, TrainState
-from mlkit.tasks.attack import data as D
 from mlkit.tasks.attack import evaluation as E
 from mlkit.tasks.attack.loss import d_loss, g_loss, goal, perturb
 from mlkit.tasks.attack.model import TARGET_ARCHS, AdvGAN, Target, target_net
-from mlkit.tasks.attack.target import accuracy, fit_classifier, load_target, save_target, train_target
+from mlkit.tasks.attack.sources import check_target, dataset, get_target, load_split, resolve
+from mlkit.tasks.attack.target import accuracy, fit_classifier, load_target
 
 SETTINGS = ("semi-whitebox", "blackbox-static", "blackbox-dynamic")
-
-
-def data_root(cfg: dict, ctx: Ctx | None = None) -> Path:
-    if cfg["data"]:
-        return Path(cfg["data"]).expanduser()
-    dg = cfg["digits"]
-    s = {"train": int(dg["train"]), "test": int(dg["test"]), "seed": int(dg["seed"])}
-    build = lambda tmp: D.write_digits(tmp, **s)  # noqa: E731
-    return cached("attack-digits", {**s, "generator": D.GENERATOR_VERSION}, build, log=ctx.log if ctx else None)
-
-
-def load_split(cfg: dict, ctx: Ctx, which: str) -> tuple[torch.Tensor, torch.Tensor]:
-    digits = D.load_mnist(data_root(cfg, ctx))
-    if which == "test":
-        sp = digits.test
-    else:
-        n = len(digits.train.y) - int(cfg["val"])
-        if n < 1:
-            raise DataError(f"val = {cfg['val']} leaves no training images", str(digits.root), "Lower val.")
-        sl = slice(0, n) if which == "train" else slice(n, None)
-        sp = D.Split(digits.train.x[sl], digits.train.y[sl])
-    return torch.from_numpy(sp.x).to(ctx.device), torch.from_numpy(sp.y).to(ctx.device)
-
-
-def get_target(cfg: dict, ctx: Ctx) -> tuple[Target, str]:
-    """(target, kind: a|b|c|script): the user's target file, or the built-in target_arch trained on the train
-    split (cached by its settings)."""
-    if cfg["target"]:
-        net, kind = load_target(cfg["target"], cfg["target_arch"], float(cfg["mean"]), float(cfg["std"]))
-        return net.to(ctx.device), kind
-    root = data_root(cfg, ctx)
-    files = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in root.iterdir() if p.is_file())
-    keys = ("target_arch", "target_epochs", "target_lr", "target_batch", "mean", "std", "seed", "val")
-    s = {"data": str(root), "files": files, **{k: cfg[k] for k in keys}}
-
-    def build(tmp: Path) -> None:
-        x, y = load_split(cfg, ctx, "train")
-        save_target(train_target(cfg, x, y, ctx.log), cfg["target_arch"], tmp / "target.pt")
-
-    folder = cached("attack-target", s, build, log=ctx.log)
-    net, kind = load_target(folder / "target.pt", cfg["target_arch"], 0.0, 1.0)
-    return net.to(ctx.device), kind
 
 
 class AttackTask(Task):
@@ -75,9 +32,10 @@ class AttackTask(Task):
 
     def finalize(self, cfg: dict, explicit: frozenset[str], mode: str) -> dict:
         cfg = apply_preset(cfg, explicit)
-        checks = (("arch", ("advgan",)), ("setting", SETTINGS), ("target_arch", TARGET_ARCHS),
-                  ("surrogate_arch", TARGET_ARCHS), ("loss", ("paper", "port")),
-                  ("predict.method", E.METHODS))  # fmt: skip
+        archs = ("auto", *TARGET_ARCHS)
+        checks = (("arch", ("advgan",)), ("setting", SETTINGS), ("target_arch", archs), ("surrogate_arch", archs),
+                  ("loss", ("paper", "port")), ("predict.method", E.METHODS),
+                  ("embedded", ("digits", "cifar")))  # fmt: skip
         for key, ok in checks:
             val = cfg["predict"]["method"] if key == "predict.method" else cfg[key]
             if val not in ok:
@@ -85,34 +43,48 @@ class AttackTask(Task):
         bad = [m for m in cfg["eval"]["methods"] if m not in E.METHODS]
         if bad:
             raise UsageError(f"unknown eval method '{bad[0]}'", "eval.methods", f"Use {', '.join(E.METHODS)}.")
-        if not 0 <= float(cfg["eps"]) <= 1 or float(cfg["c"]) < 0 or float(cfg["std"]) <= 0:
-            raise UsageError("need 0 <= eps <= 1, c >= 0, std > 0", "eps")
-        if not -1 <= int(cfg["target_class"]) <= 9 or int(cfg["val"]) < 1 or int(cfg["d_steps"]) < 0:
-            raise UsageError("need -1 <= target_class <= 9, val >= 1, d_steps >= 0", "target_class")
+        if not 0 <= float(cfg["eps"]) <= 1 or float(cfg["c"]) < 0:
+            raise UsageError("need 0 <= eps <= 1, c >= 0", "eps")
+        for key in ("mean", "std"):
+            v = cfg[key]
+            vals = v if isinstance(v, list) else [v] if v is not None else [1.0]
+            if not vals or not all(isinstance(a, (int, float)) for a in vals) or (key == "std" and min(vals) <= 0):
+                raise UsageError(f"{key} must be null, a number or a per-channel list (std > 0)", key)
+        if int(cfg["target_class"]) < -1 or int(cfg["val"]) < 1 or int(cfg["d_steps"]) < 0:
+            raise UsageError("need target_class >= -1, val >= 1, d_steps >= 0", "target_class")
+        if int(cfg["image_size"]) < 0 or not 0 < float(cfg["folder_test"]) < 1:
+            raise UsageError("need image_size >= 0 and 0 < folder_test < 1", "image_size")
         if int(cfg["rounds"]) < 1 or int(cfg["distill_epochs"]) < 1:
             raise UsageError("rounds and distill_epochs must be >= 1", "rounds")
         return cfg
 
     # ---------------------------------------------------------------- train
     def load_data(self, cfg: dict, ctx: Ctx) -> dict:
-        out = {k: load_split(cfg, ctx, k) for k in ("train", "val", "test")}
-        out["target"], out["target_kind"] = get_target(cfg, ctx)
+        ds = dataset(cfg, ctx)
+        out: dict[str, Any] = {k: load_split(cfg, ctx, k) for k in ("train", "val", "test")}
+        out["info"] = info = resolve(cfg, ds)
+        out["target"], out["target_kind"] = get_target(cfg, ctx, info)
+        check_target(cfg, out["target"], out["test"][0][:2], info)
         acc = accuracy(out["target"], *out["test"])
-        ctx.log(f"{len(out['train'][1])} train / {len(out['val'][1])} val / {len(out['test'][1])} test images; "
-                f"target clean accuracy {acc:.4f} on the test split")  # fmt: skip
+        ctx.log(f"{ds.layout} data {'x'.join(map(str, info['shape']))}, {info['k']} classes: {len(out['train'][1])} "
+                f"train / {len(out['val'][1])} val / {len(out['test'][1])} test images; target "
+                f"{out['target_kind']} clean accuracy {acc:.4f} on the test split")  # fmt: skip
         out["clean"] = acc
         return out
 
     def checkpoint_extra(self, cfg: dict, ctx: Ctx, data: dict) -> dict:
-        return {"target_kind": data["target_kind"]}  # a|b|c: the weights are in the checkpoint; script: the file
+        info = data["info"]  # the target's weights are in the checkpoint (a TorchScript target's module: its file)
+        return {"target_kind": data["target_kind"], "shape": list(info["shape"]), "k": info["k"],
+                "surrogate_arch": info["surrogate_arch"]}  # fmt: skip
 
     def build_model(self, cfg: dict, ctx: Ctx, data: dict) -> AdvGAN:
         import copy
 
-        sur = None
+        info, sur = data["info"], None
         if cfg["setting"] != "semi-whitebox":
-            sur = Target(target_net(cfg["surrogate_arch"]), float(cfg["mean"]), float(cfg["std"]))
-        return AdvGAN(copy.deepcopy(data["target"]), sur, int(cfg["width"])).to(ctx.device)
+            tg = data["target"]
+            sur = Target(target_net(info["surrogate_arch"], info["k"], info["shape"][0]), tg.mean, tg.std)
+        return AdvGAN(copy.deepcopy(data["target"]), sur, int(cfg["width"]), info["shape"], info["k"]).to(ctx.device)
 
     def build_optimizer(self, cfg: dict, model: AdvGAN) -> tuple[Any, Any]:
         groups = [{"params": list(model.G.parameters())}, {"params": list(model.D.parameters())}]
@@ -169,7 +141,7 @@ class AttackTask(Task):
         for i in range(0, len(idx) - bs + 1 if len(idx) >= bs else 1, bs):
             b = idx[i : i + bs].to(x.device)
             xb, yb = x[b], y[b]
-            t = goal(yb, targeted, int(cfg["target_class"]))
+            t = goal(yb, targeted, int(cfg["target_class"]), m.k)
             dl = torch.zeros(())
             for _ in range(int(cfg["d_steps"])):
                 with torch.no_grad():
@@ -238,16 +210,19 @@ class AttackTask(Task):
 
     # ---------------------------------------------------------------- eval
     def restore(self, cfg: dict, ctx: Ctx, ckpt: dict) -> AdvGAN:
-        kind = ckpt.get("extra", {}).get("target_kind", cfg["target_arch"])
+        ex, sd = ckpt.get("extra", {}), ckpt["state_dict"]
+        kind = ex.get("target_kind", cfg["target_arch"])
+        shape, k = tuple(ex.get("shape", (1, 28, 28))), int(ex.get("k", 10))
         if kind == "script":  # TorchScript targets are rebuilt from their file; the weights come from the checkpoint
-            tgt = load_target(cfg["target"], cfg["target_arch"], float(cfg["mean"]), float(cfg["std"]))[0]
+            tgt = load_target(cfg["target"], "script", sd["target.mean"], sd["target.std"])[0]
         else:
-            tgt = Target(target_net(kind))
+            tgt = Target(target_net(kind, k, shape[0]), sd["target.mean"], sd["target.std"])
         sur = None
         if cfg["setting"] != "semi-whitebox":
-            sur = Target(target_net(cfg["surrogate_arch"]))
-        m = AdvGAN(tgt, sur, int(cfg["width"]))
-        m.load_state_dict(ckpt["state_dict"])
+            sa = ex.get("surrogate_arch", cfg["surrogate_arch"])
+            sur = Target(target_net(sa, k, shape[0]), sd["surrogate.mean"], sd["surrogate.std"])
+        m = AdvGAN(tgt, sur, int(cfg["width"]), shape, k)
+        m.load_state_dict(sd)
         return m.to(ctx.device).eval()
 
     def evaluate(self, cfg: dict, ctx: Ctx, m: AdvGAN) -> dict:
@@ -262,7 +237,7 @@ class AttackTask(Task):
             out.update({f"test/{meth}/{k}": v for k, v in res[meth].items() if not k.startswith("_")})
         folder = (ctx.run_dir or Path(".")) / "eval"
         ynp = y.cpu().numpy()
-        table = {meth: E.per_class(res[meth]["_ok"], ynp) for meth in methods}
+        table = {meth: E.per_class(res[meth]["_ok"], ynp, m.k) for meth in methods}
         if ctx.is_main:
             folder.mkdir(parents=True, exist_ok=True)
             curve = E.eps_curve(cfg, m, x, y, folder, tuple(mm for mm in methods if mm in E.BOUNDED))
@@ -278,7 +253,7 @@ class AttackTask(Task):
                 tb = Table(title="success per true class")
                 for col in ("class", *methods):
                     tb.add_column(col)
-                for c in range(10):
+                for c in range(m.k):
                     tb.add_row(str(c), *[f"{table[mm][c]:.3f}" for mm in methods])
                 ctx.console.print(tb)
                 ctx.log(f"eps curve, grids and eval.json in {folder}")
@@ -304,8 +279,10 @@ class AttackTask(Task):
         try:
             from PIL import Image
 
+            ch, h, w = restored.shape
             with Image.open(p) as im:
-                a = np.asarray(im.convert("L").resize((28, 28)), dtype=np.float32)[None] / 255.0
+                a = np.asarray(im.convert("L" if ch == 1 else "RGB").resize((w, h)), dtype=np.float32) / 255.0
+            a = a[None] if ch == 1 else a.transpose(2, 0, 1)
         except (OSError, ValueError):
             raise DataError(f"cannot read image '{path.strip()}'", f"input line {n}",
                             "Give an image path (PNG/JPEG) per line, optionally ',label'.") from None  # fmt: skip
