@@ -6,7 +6,10 @@ For every size (a degree-corrected planted-partition graph, spec §3, built once
   A. the original's Friendster path (spec §7): |S| targets, L = 4 with w_4 = 1, self-loops, r = 0.5;
      exact SpMM (all nodes, then the target rows) vs bidirectional push + walks at the given relative r_max;
   B. all nodes, PPR alpha = 0.1, r = 0.5: exact SpMM truncated at several tolerances and reverse push at
-     several r_max, against a long exact series (tol 1e-3); plus push on 1 thread vs all threads.
+     several r_max, against a long exact series (tol 1e-3); plus push on 1 thread vs all threads. The push
+     runs in three orders: "original" (the original's BackwardPush_ppr re-stated: a stack with a bit map and a
+     division per neighbour visit -- the baseline), mlkit's "fifo" and "lifo"; each row prints the push's own
+     CPU seconds (push_cpu_s, compilation excluded) beside its error, and a "push CPU" line the ratio.
 Each measurement runs in a forked child so its peak RSS (ru_maxrss, which includes the graph pages it
 reads) and its CPU time (all threads; wall time is inflated when other jobs share the cores) are its own. Errors are relative Frobenius norms against the exact result of the same run.
 """
@@ -197,23 +200,22 @@ def run_size(
     full = numba.config.NUMBA_NUM_THREADS
     for rmax in args.rmax_push:
         for threads in (1, full) if args.thread_compare else (full,):
+            for order in args.push_orders:
 
-            def push(rmax: float = rmax, threads: int = threads) -> dict[str, Any]:
-                numba.set_num_threads(threads)
-                t0 = time.perf_counter()
-                out = gp.ppr_push_numba(ip, ix, xt, 0.1, rmax, 0.5, transposed=True)
-                t = time.perf_counter() - t0
-                return {"time_s": t, "error": rel(out.T, np.asarray(ref_b, np.float64))}
+                def push(rmax: float = rmax, threads: int = threads, order: str = order) -> dict[str, Any]:
+                    numba.set_num_threads(threads)
+                    wp, wi = np.array([0, 1, 2], ip.dtype), np.array([1, 0], ix.dtype)  # a 2-node warm-up graph
+                    gp.ppr_push_numba(wp, wi, xt[:1, :2], 0.1, rmax, 0.5, transposed=True, order=order)
+                    c0, t0 = time.process_time(), time.perf_counter()  # compiled above: time the push alone
+                    out = gp.ppr_push_numba(ip, ix, xt, 0.1, rmax, 0.5, transposed=True, order=order)
+                    t, c = time.perf_counter() - t0, time.process_time() - c0
+                    return {"time_s": t, "push_cpu_s": c, "error": rel(out.T, np.asarray(ref_b, np.float64))}
 
-            rows.append(
-                {
-                    "n": n,
-                    "case": "B all nodes",
-                    "method": f"push ({threads} thr)",
-                    "setting": f"rmax={rmax:g}",
-                    **measure(push),
-                }
-            )
+                r = measure(push)
+                rows.append({"n": n, "case": "B all nodes", "method": f"push {order} ({threads} thr)",
+                             "setting": f"rmax={rmax:g}", **r})  # fmt: skip
+                print(f"# push {order} n={n:,} rmax={rmax:g} {threads} thr: push CPU {r['push_cpu_s']:.2f} s, "
+                      f"error {r['error']:.4f}", file=sys.stderr, flush=True)  # fmt: skip
     return rows
 
 
@@ -232,9 +234,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--exact-tol", type=float, nargs="+", default=[0.3, 0.1, 0.05])
     ap.add_argument("--ref-tol", type=float, default=1e-3)
     ap.add_argument("--thread-compare", action="store_true", help="push on 1 thread and on all threads")
+    ap.add_argument("--push-orders", nargs="+", default=["original", "fifo", "lifo"],
+                    help="original = the original's BackwardPush_ppr re-stated (stack, bit map, a division per "
+                         "visit): the baseline; fifo / lifo = mlkit's push")  # fmt: skip
     ap.add_argument("--skip-all-nodes", action="store_true", help="only case A (targets)")
     args = ap.parse_args(argv)
-    cols = ["n", "case", "method", "setting", "time_s", "cpu_s", "error", "peak_rss_gb"]
+    cols = ["n", "case", "method", "setting", "time_s", "cpu_s", "push_cpu_s", "error", "peak_rss_gb"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols), flush=True)
     rows: list[dict[str, Any]] = []
@@ -269,12 +274,19 @@ def _ratios(rows: list[dict[str, Any]]) -> None:
                 f"growth {a:,} -> {b:,} nodes: {method} {setting}: wall {t[b][0] / t[a][0]:.2f}x, "
                 f"cpu {t[b][1] / t[a][1]:.2f}x"
             )
-    push = {(r["n"], r["setting"], r["method"]): r["time_s"] for r in rows if r["method"].startswith("push")}
-    for (n, setting, m), t1 in push.items():
-        if m == "push (1 thr)":
-            for (n2, s2, m2), t2 in push.items():
-                if n2 == n and s2 == setting and m2 != m:
-                    print(f"push speed-up n={n:,} {setting}: {m2} vs 1 thread: {t1 / t2:.2f}x")
+    push = {(r["n"], r["setting"], r["method"]): r for r in rows if r["method"].startswith("push")}
+    for (n, setting, m), r1 in push.items():
+        order, thr = m.split()[1], m.split("(")[1]
+        if thr.startswith("1 "):
+            for (n2, s2, m2), r2 in push.items():
+                if n2 == n and s2 == setting and m2.split()[1] == order and m2 != m:
+                    print(f"push speed-up n={n:,} {setting}: {m2} vs 1 thread: {r1['time_s'] / r2['time_s']:.2f}x")
+        if order == "original":
+            for (n2, s2, m2), r2 in push.items():
+                if n2 == n and s2 == setting and m2.split("(")[1] == thr and m2 != m:
+                    print(f"push CPU n={n:,} {setting} ({thr}: {m2.split()[1]} {r2['push_cpu_s']:.2f} s at error "
+                          f"{r2['error']:.4f} vs the original's way {r1['push_cpu_s']:.2f} s at error "
+                          f"{r1['error']:.4f}: {r1['push_cpu_s'] / max(r2['push_cpu_s'], 1e-9):.2f}x")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ export MLKIT_CACHE="$WORK/cache"                                  # where precom
 GRAPH="$(python -m mlkit gbp synth --out "$WORK/graph" --nodes 20000 --features 32 --train 0.05 --val 0.05 \
   --test 0.1 --quiet)"
 
+# 2a. the memory model's projected peak of that precompute (GiB), nothing computed
+python -m mlkit gbp precompute --config "$HERE/config.yaml" --data "$GRAPH" --dry-run --quiet \
+  | jq -c '{mode, walk_entries, peak_gib: .projected_gib.peak}'
+
 # 2. precompute the propagated features of the 4,000 split nodes; stdout: one JSON line (rows file, timings)
 python -m mlkit gbp precompute --config "$HERE/config.yaml" --data "$GRAPH" --quiet \
   | jq -c '{estimator, shape, timings}'

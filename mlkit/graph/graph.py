@@ -26,6 +26,7 @@ class Graph:
     test_idx: np.ndarray | None = None
     name: str = "graph"
     source: str = ""  # what the loader read: "<layout> <files> in <folder>" (tasks log it)
+    self_loops: bool = False  # the loader gave every node exactly one (u, u) entry (the Friendster layout)
 
     @property
     def num_edges(self) -> int:

@@ -40,6 +40,7 @@ from mlkit.graph.graph import Graph
 from mlkit.graph.names import dataset_names, pick_name  # noqa: F401 - part of io's interface
 
 LAYOUTS = ("generic", "gbp", "saint", "friendster", "planetoid")
+FEATURES_IN_RAM = 1 << 30  # Friendster features larger than this (as float32) stay on disk (graph.colfile)
 
 
 def _read_edge_text(path: Path, header_count: bool) -> tuple[int | None, np.ndarray]:
@@ -335,7 +336,9 @@ def load_saint(path: str | Path) -> Graph:
 
 
 def load_friendster(path: str | Path) -> Graph:
-    """Load GBP's Friendster chunks (both directions and a self-loop per node are added, as the original)."""
+    """Load GBP's Friendster chunks: both directions of every edge and ONE self-loop per node, as the original's
+    loader (LoadSplitAdjs). The graph records it (`self_loops=True`), so a propagation asked for self-loops
+    (the friendster preset) adds none: every node weighs itself 1/(d+1), never 2/(d+2)."""
     p = Path(path)
     k = 1
     files = []
@@ -353,7 +356,20 @@ def load_friendster(path: str | Path) -> Graph:
 
     indptr, indices = csr_from_edge_chunks(chunks, n, symmetric=True, self_loops=True)
     ffiles = sorted(p.glob("friendster_feat*.npy"), key=lambda f: int(re.sub(r"\D", "", f.stem) or 0))
-    feats = np.concatenate([np.load(f).astype(np.float32) for f in ffiles]) if ffiles else None
+    feats = None
+    if ffiles:
+        rows, cols = 0, 0
+        for f in ffiles:
+            with reading(f):
+                shape = np.load(f, mmap_mode="r").shape
+            rows, cols = rows + shape[0], shape[-1]
+        if rows * cols * 4 > FEATURES_IN_RAM:  # e.g. 65.6M x 100: kept on disk, read by column chunks
+            from mlkit.core.artifact import cache_root
+            from mlkit.graph.colfile import ColumnFile
+
+            feats = ColumnFile.from_npy_chunks(ffiles, cache_root() / "graph-features")
+        else:
+            feats = _stack_rows(ffiles)
     labels = train = val = test = None
     if (p / "friendster_labels.npz").exists():
         with np.load(p / "friendster_labels.npz") as z:
@@ -361,7 +377,26 @@ def load_friendster(path: str | Path) -> Graph:
             labels = np.full(n, -1, dtype=np.int64)
             for s, idx in (("train", train), ("val", val), ("test", test)):
                 labels[idx] = np.asarray(z[f"{s}_labels"]).astype(np.int64).reshape(-1)
-    return Graph(indptr, indices, n, feats, labels, train, val, test, name="friendster")
+    return Graph(indptr, indices, n, feats, labels, train, val, test, name="friendster", self_loops=True)
+
+
+def _stack_rows(files: list[Path]) -> np.ndarray:
+    """The feature chunks as one float32 [n, F] array, filled slice by slice (no float64 copy of the whole)."""
+    maps = [load_npy(f) for f in files]
+    for f, m in zip(files, maps):
+        if m.ndim != 2 or m.shape[1] != maps[0].shape[1]:
+            raise DataError(f"feature chunk of shape {m.shape}, expected [k, {maps[0].shape[1]}]", str(f))
+        numeric(m, "features", str(f))
+    out = np.empty((sum(m.shape[0] for m in maps), maps[0].shape[1]), dtype=np.float32)
+    row = 0
+    for i in range(len(maps)):
+        m, maps[i] = maps[i], None  # unmap each chunk once copied: its pages leave the resident set
+        for s in range(0, m.shape[0], 1 << 16):
+            blk = np.asarray(m[s : s + (1 << 16)])
+            out[row + s : row + s + blk.shape[0]] = blk
+        row += m.shape[0]
+        del m
+    return out
 
 
 def friendster_targets(path: str | Path) -> np.ndarray | None:

@@ -1,14 +1,14 @@
 """GBP's bidirectional estimator for dense levels: level-synchronous pull over the targets' L-hop ball.
 
     hop_distances(indptr, indices, targets, levels)      BFS along CSR rows: dist(S, u), levels + 1 if farther
-    level0_density(xt, cols, dneg, rmax)                 per column: fraction of nodes above the level-0 threshold
     bidir_pull(indptr, indices, deg, xt, cols, ...)      the estimate for the columns `cols` (same result as the
                                                          scatter push of gbp_combine up to rounding)
 
-Same estimator as gbp_combine (spec §2.2): R^(0) = D^-r x, theta = rmax ||D^-r x||_1, a node's residue at
-level l moves to level l+1 when |R^(l)(u)| > theta. When most nodes cross the threshold (a small relative
-r_max, or |S| d^L >= n), scattering every push is a random read-modify-write per edge and column. Here
-each level is one row-parallel gather instead, R^(l+1)(v) = 1/d(v) sum_{u in row v} [|R^(l)(u)| > theta]
+Same estimator as gbp_combine (spec §2.2): R^(0) = D^-r x, a node's residue at level l moves to level l+1
+when it lies outside the column's [lo, hi] (gbp_combine.column_thresholds: the paper's or the original's
+rule). When most nodes cross the threshold (a small relative r_max, the original's Friendster rule, or
+|S| d^L >= n), scattering every push is a random read-modify-write per edge and column. Here
+each level is one row-parallel gather instead, R^(l+1)(v) = 1/d(v) sum_{u in row v} [R^(l)(u) outside [lo, hi]]
 R^(l)(u), over the rows that can still reach a target: a residue at level l only matters at nodes within
 L - l walk steps of S (S^(j)(s, u) = 0 beyond j hops, and a push from u only lands on u's neighbours), so
 level l+1 is computed on B_{L-l-1} = {u : dist(S, u) <= L-l-1} only and pushes outside the ball are skipped
@@ -35,14 +35,14 @@ def hop_distances(indptr, indices, targets, levels):  # noqa: ANN001, ANN201
     n = indptr.shape[0] - 1
     far = levels + 1
     dist = np.full(n, far, dtype=np.int16)
-    front = np.empty(n, dtype=np.int64)
+    front = np.empty(n, dtype=np.int32)
     nf = 0
     for s in targets:
         if dist[s] != 0:
             dist[s] = 0
             front[nf] = s
             nf += 1
-    nxt = np.empty(n, dtype=np.int64)
+    nxt = np.empty(n, dtype=np.int32)
     for k in range(1, levels + 1):
         nn = 0
         for i in range(nf):
@@ -71,7 +71,7 @@ def _ball_order(dist, levels):  # noqa: ANN001, ANN202
         cnt[k + 1] += cnt[k]
     pos = cnt[: levels + 1].copy()
     order = np.empty(cnt[levels + 1], dtype=np.int64)
-    slot = np.full(n, -1, dtype=np.int64)
+    slot = np.full(n, -1, dtype=np.int32)
     for u in range(n):
         d = dist[u]
         if d <= levels:
@@ -114,42 +114,20 @@ def _map_nodes(lnodes, lptr, slot):  # noqa: ANN001, ANN202
 
 
 @njit(parallel=True, cache=True)
-def level0_density(xt, cols, dneg, rmax):  # noqa: ANN001, ANN201
-    """Fraction of nodes with |x(u) d(u)^-r| > rmax ||D^-r x||_1, per column."""
-    n = xt.shape[1]
-    out = np.zeros(cols.shape[0])
-    for k in prange(cols.shape[0]):
-        c = cols[k]
-        mass = 0.0
-        for u in range(n):
-            mass += abs(xt[c, u] * dneg[u])
-        theta = rmax * (mass if mass > 0.0 else 1.0)
-        m = 0
-        for u in range(n):
-            if abs(xt[c, u] * dneg[u]) > theta:
-                m += 1
-        out[k] = m / max(n, 1)
-    return out
-
-
-@njit(parallel=True, cache=True)
-def _init_level0(xt, cols, c0, nb, dneg, order, rmax, r0, theta):  # noqa: ANN001, ANN202
-    """R^(0) on the ball (new ids); theta = rmax * ||D^-r x||_1 over all nodes."""
-    n = xt.shape[1]
+def _init_level0(xt, cols, c0, nb, dneg, order, lo, hi, r0, tlo, thi):  # noqa: ANN001, ANN202
+    """R^(0) on the ball (new ids) and the block's thresholds."""
     for jj in prange(nb):
         c = cols[c0 + jj]
-        mass = 0.0
-        for u in range(n):
-            mass += abs(xt[c, u] * dneg[u])
-        theta[jj] = rmax * (mass if mass > 0.0 else 1.0)
+        tlo[jj] = lo[c]
+        thi[jj] = hi[c]
         for k in range(order.shape[0]):
             u = order[k]
             r0[k, jj] = xt[c, u] * dneg[u]
 
 
 @njit(parallel=True, cache=True)
-def _gather(ptr, idx, inv, src, dst, nrows, theta, nb):  # noqa: ANN001, ANN202
-    """dst[v] = inv(v) * sum over row v of the src values above theta (per column), v < nrows."""
+def _gather(ptr, idx, inv, src, dst, nrows, lo, hi, nb):  # noqa: ANN001, ANN202
+    """dst[v] = inv(v) * sum over row v of the src values outside [lo, hi] (per column), v < nrows."""
     nch = (nrows + _CHUNK - 1) // _CHUNK
     for ch in prange(nch):
         acc = np.empty(nb)
@@ -160,20 +138,21 @@ def _gather(ptr, idx, inv, src, dst, nrows, theta, nb):  # noqa: ANN001, ANN202
                 u = idx[p]
                 for jj in range(nb):
                     ru = src[u, jj]
-                    acc[jj] += ru if abs(ru) > theta[jj] else 0.0
+                    acc[jj] += ru if (ru > hi[jj] or ru < lo[jj]) else 0.0
             iv = inv[v]
             for jj in range(nb):
                 dst[v, jj] = acc[jj] * iv
 
 
 @njit(parallel=True, cache=True)
-def _settle(res, nrows, theta, nb):  # noqa: ANN001, ANN202
-    """Clear the pushed residues (|R| > theta) of rows < nrows: what stays is the leftover."""
+def _settle(res, nrows, lo, hi, nb):  # noqa: ANN001, ANN202
+    """Clear the pushed residues (R > hi or R < lo) of rows < nrows: what stays is the leftover."""
     nch = (nrows + _CHUNK - 1) // _CHUNK
     for ch in prange(nch):
         for u in range(ch * _CHUNK, min(nrows, (ch + 1) * _CHUNK)):
             for jj in range(nb):
-                if abs(res[u, jj]) > theta[jj]:
+                ru = res[u, jj]
+                if ru > hi[jj] or ru < lo[jj]:
                     res[u, jj] = 0.0
 
 
@@ -232,12 +211,12 @@ def _combine(buf, off, upto, q, tslot, dpos, targets, lptr, mnodes, lprobs, live
 
 
 @njit(cache=True)
-def _reserve(res_t, q, tslot, theta, w, nb):  # noqa: ANN001, ANN202
+def _reserve(res_t, q, tslot, lo, hi, w, nb):  # noqa: ANN001, ANN202
     for i in range(tslot.shape[0]):
         s = tslot[i]
         for jj in range(nb):
             ru = res_t[s, jj]
-            if abs(ru) > theta[jj]:
+            if ru > hi[jj] or ru < lo[jj]:
                 q[i, jj] += w * ru
 
 
@@ -255,12 +234,13 @@ def bidir_pull(
     dneg: np.ndarray,
     dpos: np.ndarray,
     wts: np.ndarray,
-    rmax: float,
+    thresholds: tuple[np.ndarray, np.ndarray],
     targets: np.ndarray,
     coef: tuple[np.ndarray, np.ndarray, np.ndarray],
     out: np.ndarray,
     width: int | None = None,
     budget: int = 1 << 30,
+    report: dict | None = None,
 ) -> None:
     """Write the estimate of columns `cols` of xt [F, n] into out[cols] ([F, |S|]); indptr/indices = rows of A.
 
@@ -293,16 +273,19 @@ def bidir_pull(
     w = -(-f // -(-f // w))  # even blocks
     buf = np.empty((rows, w), dtype=rdt)
     q = np.empty((targets.shape[0], w))
-    theta = np.empty(w)
+    lo, hi = thresholds
+    tlo, thi = np.empty(w), np.empty(w)
+    if report is not None:
+        report.update(pull_ball=int(upto[levels]), pull_rows=rows, pull_width=w, pull_entries=int(ptr[-1]))
     for c0 in range(0, f, w):
         nb = min(w, f - c0)
         q[:] = 0.0
-        _init_level0(xt, cols, c0, nb, dneg, order, float(rmax), buf[: upto[levels]], theta)
+        _init_level0(xt, cols, c0, nb, dneg, order, lo, hi, buf[: upto[levels]], tlo, thi)
         for t in range(levels):
             src = buf[off[t] : off[t] + upto[levels - t]]
             dst = buf[off[t + 1] : off[t + 1] + upto[levels - t - 1]]
-            _gather(ptr, idx, inv, src, dst, int(upto[levels - t - 1]), theta, nb)
-            _reserve(src, q, tslot, theta, float(wts[t]), nb)
-            _settle(src, int(upto[levels - t]), theta, nb)
+            _gather(ptr, idx, inv, src, dst, int(upto[levels - t - 1]), tlo, thi, nb)
+            _reserve(src, q, tslot, tlo, thi, float(wts[t]), nb)
+            _settle(src, int(upto[levels - t]), tlo, thi, nb)
         _fold(buf, off, wts, upto, nb)
         _combine(buf, off, upto, q, tslot, dpos, targets, lptr, mnodes, lprobs, live, cols, c0, nb, out)

@@ -132,3 +132,19 @@ def test_exact_torch_on_cuda_matches_reference():
     np.testing.assert_allclose(
         got.cpu().numpy(), gp.propagate_reference(ip, ix, x, w, 0.5), rtol=1e-4, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("order", ["fifo", "lifo", "original"])
+def test_every_push_order_leaves_residues_below_the_threshold(order):
+    """The stack, the ring and the original's way (re-stated) all stop with every residue <= theta."""
+    rng = np.random.default_rng(11)
+    ip, ix = csr(200, rng.integers(0, 200, size=(700, 2)))
+    x = rng.standard_normal((200, 3))
+    alpha, r, rmax = 0.15, 0.5, 1e-4
+    ref = gp.ppr_reference(ip, ix, x, alpha, r)
+    out = gp.ppr_push_numba(ip, ix, x, alpha, rmax, r, out_dtype=np.float64, order=order).T
+    dneg, dpos = gp.degree_powers(gp.degrees(ip), r)
+    xs = x * dneg[:, None]
+    theta = rmax * (np.where(xs > 0, xs, 0).sum(0) + np.where(xs < 0, -xs, 0).sum(0))
+    assert np.all(np.abs(out - ref) <= (1 - alpha) * theta[None, :] * dpos[:, None] * (1 + 1e-9) + 1e-12)
+    assert np.abs(out - ref).max() > 0  # r_max leaves something to bound

@@ -33,6 +33,8 @@ SPEC = TaskSpec(
         Flag("--alpha", "propagation.alpha", float, "PPR teleport probability alpha", modes=_PREP),
         Flag("--rmax", "propagation.rmax", float, "push threshold r_max (relative to each column's l1 mass)",
              modes=_PREP),  # fmt: skip
+        Flag("--thresholds", "propagation.thresholds", str, "bidirectional push thresholds: paper | original "
+             "(the original's Friendster rule; the friendster preset's default)", modes=_PREP),  # fmt: skip
         Flag("--r", "propagation.r", float, "convolution coefficient r in T = D^(r-1) A D^(-r)", modes=_PREP),
         Flag("--walks", "propagation.walks", int, "random walks per target (bidirectional)", modes=_PREP),
         Flag("--levels", "propagation.levels", int, "propagation steps L (0: from tol)", modes=_PREP),
@@ -48,6 +50,8 @@ SPEC = TaskSpec(
              modes=("precompute",)),  # fmt: skip
         Flag("--shard", "", str, "compute column block i of N only: i/N", modes=("precompute",)),
         Flag("--merge", "", int, "merge N finished shards into the full result", modes=("precompute",)),
+        Flag("--dry-run", "", bool, "print the memory model's projected peak (bidirectional) for this dataset and "
+             "threads as one JSON line; do not propagate", modes=("precompute",)),  # fmt: skip
     ),
     verbs={"synth": "mlkit.tasks.gbp.cli:synth"},
     config_verbs={"precompute": "mlkit.tasks.gbp.cli:precompute"},

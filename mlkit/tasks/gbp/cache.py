@@ -53,6 +53,11 @@ class Propagated:
 
 
 def _digest_array(h: Any, a: np.ndarray) -> None:
+    if hasattr(a, "columns"):  # on-disk features (graph.colfile): hashed column by column, never all in memory
+        h.update(f"{a.dtype}{a.shape}".encode())
+        for c in range(a.shape[1]):
+            h.update(a.columns(c, c + 1).view(np.uint8))
+        return
     h.update(f"{a.dtype}{a.shape}".encode())
     flat = a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
     step = max(1, (64 << 20) // max(a.itemsize, 1))
@@ -64,7 +69,7 @@ def cache_key(graph: Graph, params: dict[str, Any], targets: np.ndarray | None, 
     """A hash of (graph, features, standardisation, parameters, targets)."""
     h = hashlib.blake2b(digest_size=16)
     for a in (graph.indptr, graph.indices, graph.features):
-        _digest_array(h, np.asarray(a))
+        _digest_array(h, a if hasattr(a, "columns") else np.asarray(a))
     for a in (targets, mean, std):
         if a is not None:
             _digest_array(h, np.asarray(a))

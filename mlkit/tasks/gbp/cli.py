@@ -56,6 +56,6 @@ def precompute(cfg: dict[str, Any], ctx: Any, kw: dict[str, Any]) -> None:
 
     Under torchrun every rank computes the feature-column shard of its rank and rank 0 assembles them.
     """
-    from mlkit.tasks.gbp.precompute import precompute_command
+    from mlkit.tasks.gbp.verb import precompute_command
 
     precompute_command(cfg, kw)

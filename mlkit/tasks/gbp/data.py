@@ -155,7 +155,8 @@ def build_rows(cfg: dict[str, Any], g: Graph, device: str = "cpu", log: Any = No
 
         idx = np.asarray(g.train_idx, dtype=np.int64)
         ip, ix = induced_subgraph(g, idx)
-        sub = Graph(ip, ix, idx.shape[0], np.asarray(g.features[idx]), name=f"{g.name}-train")
+        sub = Graph(ip, ix, idx.shape[0], np.asarray(g.features[idx]), name=f"{g.name}-train",
+                    self_loops=g.self_loops)  # the induced subgraph keeps each node's loader self-loop
         train = propagate_rows(
             sub,
             prop,

@@ -140,6 +140,22 @@ def column_block(num_features: int, shard: tuple[int, int]) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------ graph helpers
+def loops_to_add(graph: Graph, prop: dict[str, Any]) -> bool:
+    """Whether propagation adds a self-loop per node: `self_loops` asks for exactly ONE per node, so a graph
+    whose loader already gave every node one (the Friendster layout, as the original's loader) gets none."""
+    return bool(prop["self_loops"]) and not getattr(graph, "self_loops", False)
+
+
+def thresholds_of(prop: dict[str, Any]) -> str:
+    """The bidirectional push thresholds: paper | original (gbp_combine.column_thresholds)."""
+    from mlkit.kernels.gbp_combine import THRESHOLDS
+
+    rule = str(prop.get("thresholds", "paper"))
+    if rule not in THRESHOLDS:
+        raise UsageError(f"unknown thresholds '{rule}'", "propagation.thresholds", "Use paper or original.")
+    return rule
+
+
 def add_self_loops(indptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A copy of the CSR with one (u, u) entry first in every row."""
     from mlkit.graph.io import index_dtypes
@@ -156,9 +172,23 @@ def add_self_loops(indptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray,
     return new_ptr.astype(ptr_t), out
 
 
+XT_BUDGET = 1 << 30  # bytes of transposed features handed to the bidirectional kernel at once
+
+
+def xt_chunk(n: int, cols: int) -> int:
+    """Columns per chunk of the bidirectional path: [C, n] float32 within XT_BUDGET (at least one column)."""
+    return int(max(1, min(cols, XT_BUDGET // max(4 * n, 1))))
+
+
 def features_t(features: np.ndarray, c0: int, c1: int, mean: Any = None, std: Any = None) -> np.ndarray:
     """Columns [c0, c1) as a contiguous float32 [F, n] block (standardised if mean/std are given)."""
     n = features.shape[0]
+    if hasattr(features, "columns"):  # on-disk column-major features (graph.colfile): one read per chunk
+        out = features.columns(c0, c1)
+        if mean is not None:
+            out -= np.asarray(mean[c0:c1], np.float32)[:, None]
+            out /= np.asarray(std[c0:c1], np.float32)[:, None]
+        return out
     out = np.empty((c1 - c0, n), dtype=np.float32)
     for s in range(0, n, _ROWS):
         blk = np.asarray(features[s : s + _ROWS, c0:c1], dtype=np.float32)
@@ -173,7 +203,7 @@ def plan(graph: Graph, prop: dict[str, Any], targets: np.ndarray | None, seed: i
     """(estimator, weights, the parameters that shape the result, the target array or None)."""
     n = graph.num_nodes
     w = weights_of(prop)
-    nnz = int(np.asarray(graph.indptr)[-1]) + (n if prop["self_loops"] else 0)
+    nnz = int(np.asarray(graph.indptr)[-1]) + (n if loops_to_add(graph, prop) else 0)
     feats = {} if graph.features is None else {"_features": int(graph.features.shape[1])}
     est = resolve_estimator({**prop, **feats}, n, None if targets is None else len(targets), len(w) - 1, nnz)
     params: dict[str, Any] = {
@@ -184,6 +214,9 @@ def plan(graph: Graph, prop: dict[str, Any], targets: np.ndarray | None, seed: i
     }
     if est in ("push", "bidirectional"):
         params["rmax"] = float(prop["rmax"])
+    rule = thresholds_of(prop)  # validated for every estimator; it shapes the bidirectional result only
+    if est == "bidirectional":
+        params["thresholds"] = rule
     if est == "push":
         params["alpha"] = float(prop["alpha"])
     if est == "bidirectional":
@@ -208,6 +241,7 @@ def propagate_rows(
     std: np.ndarray | None = None,
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
+    report: dict[str, Any] | None = None,
 ) -> Propagated:
     """Propagate the graph's features (spec §2.1) with the configured estimator; cached when cache_dir is set."""
     say = log or (lambda _m: None)
@@ -229,7 +263,7 @@ def propagate_rows(
         numba.set_num_threads(min(int(prop["threads"]), numba.config.NUMBA_NUM_THREADS))
     t0 = time.perf_counter()
     indptr, indices = np.asarray(graph.indptr), graph.indices
-    if prop["self_loops"]:
+    if loops_to_add(graph, prop):
         indptr, indices = add_self_loops(indptr, indices)
     c0, c1 = column_block(f, shard)
     if est == "exact" and device.startswith("cuda"):
@@ -242,7 +276,8 @@ def propagate_rows(
         rows = gp.propagate_numba(indptr, np.asarray(indices), x, w, float(prop["r"]))
         timings["spmm"] = time.perf_counter() - t1
     else:
-        xt = features_t(graph.features, c0, c1, mean, std)
+        step = (c1 - c0) if est == "push" else xt_chunk(n, c1 - c0)
+        xt = features_t(graph.features, c0, c0 + step, mean, std)
         deg = gp.degrees(indptr)
         push_ptr, push_idx = indptr, np.asarray(indices)
         if not gp.is_symmetric(indptr, push_idx):
@@ -269,30 +304,32 @@ def propagate_rows(
         else:
             from mlkit.kernels import gbp_combine as gc
             from mlkit.kernels import gbp_walks as gw
+            from mlkit.tasks.gbp.memory import projection
+
+            say(f"memory model: projected peak {projection(graph, prop, tgt, seed)['projected_gib']['peak']} GiB")
 
             t1 = time.perf_counter()
             levels = gw.walks_numba(
                 indptr, np.asarray(indices), tgt, int(prop["walks"]), len(w) - 1, int(seed)
             )
             timings["walks"] = time.perf_counter() - t1
+            if report is not None:
+                report["walk_entries"] = int(sum(lv[1].shape[0] for lv in levels))
             t1 = time.perf_counter()
             coef = gc.coefficients(levels, w, tgt)
             del levels
             timings["pack walks"] = time.perf_counter() - t1
             t1 = time.perf_counter()
-            out_t = gc.bidirectional_numba(
-                push_ptr,
-                push_idx,
-                xt,
-                w,
-                float(prop["r"]),
-                float(prop["rmax"]),
-                tgt,
-                coef,
-                deg=deg,
-                transposed=True,
-                rows=(indptr, np.asarray(indices)),
-            )
+            out_t = np.empty((c1 - c0, tgt.shape[0]), dtype=np.float32)
+            for k0 in range(c0, c1, step):  # features reach the kernel in column chunks of <= XT_BUDGET bytes
+                if k0 > c0:
+                    xt = None
+                    xt = features_t(graph.features, k0, min(c1, k0 + step), mean, std)
+                out_t[k0 - c0 : k0 - c0 + xt.shape[0]] = gc.bidirectional_numba(
+                    push_ptr, push_idx, xt, w, float(prop["r"]), float(prop["rmax"]), tgt, coef, deg=deg,
+                    transposed=True, rows=(indptr, np.asarray(indices)), thresholds=params["thresholds"],
+                    report=report, pull_budget=int(float(prop.get("pull_memory", 1.0)) * 2**30),
+                )  # fmt: skip
             timings["push+combine"] = time.perf_counter() - t1
         rows = out_t.T
     res = Propagated(np.ascontiguousarray(rows, dtype=np.float32), tgt, n, est, timings)
@@ -310,68 +347,3 @@ def _exact_torch(indptr, indices, features, c0, c1, w, r, mean, std, device):  #
     x = torch.from_numpy(np.ascontiguousarray(features_t(features, c0, c1, mean, std).T)).to(device)
     out = gp.propagate_torch(indptr, indices, x, w, r)
     return out.cpu().numpy()
-
-
-def precompute_command(cfg: dict[str, Any], kw: dict[str, Any]) -> None:
-    """`mlkit gbp precompute`: propagate and cache the rows (a shard, a merge, or all); print one JSON line.
-
-    Under torchrun every rank computes the feature-column shard of its rank and rank 0 assembles them.
-    """
-    import time
-
-    from mlkit.core.console import emit, make_console
-    from mlkit.core.errors import UsageError
-    from mlkit.core.runtime import close_distributed, dist_from_env, init_distributed
-    from mlkit.tasks.gbp.data import (
-        build_rows,
-        cache_dir,
-        load_dataset,
-        standardizer,
-        targets_of,
-        timing_table,
-    )
-
-    shard, merge, quiet = kw.get("t_shard"), int(kw.get("t_merge") or 0), bool(kw.get("quiet"))
-    device = kw.get("device") or "cpu"  # precompute runs on the CPU unless --device names another
-    dist = dist_from_env()  # the runner starts no process group for config verbs: the shards need one
-    console = make_console(quiet or dist.rank != 0)
-    if shard and dist.enabled:
-        raise UsageError("--shard and torchrun both pick shards", None, "Use one of them.")
-    init_distributed(dist, "cpu")
-    try:
-        t0 = time.perf_counter()
-        g = load_dataset(cfg, console.print)
-        load_s = time.perf_counter() - t0
-        cdir, prop, seed = cache_dir(cfg), cfg["propagation"], int(cfg["seed"])
-        mean, std = standardizer(cfg, g)
-        tg = targets_of(cfg, g)
-        common = {"targets": tg, "seed": seed, "cache_dir": cdir, "mean": mean, "std": std, "device": device,
-                  "log": console.print}  # fmt: skip
-        if merge or dist.enabled:
-            if dist.enabled:
-                import torch.distributed as tdist
-
-                propagate_rows(g, prop, shard=(dist.rank, dist.world_size), **common)
-                tdist.barrier()
-            res = None
-            if dist.rank == 0:
-                _, _, params, tgt = plan(g, prop, tg, seed)
-                key = cache_key(g, params, tgt, mean, std)
-                res = merge_shards(cdir, key, merge or dist.world_size, g.num_nodes)
-            if dist.enabled:
-                tdist.barrier()
-            if res is None:
-                return
-        elif shard:
-            res = propagate_rows(g, prop, shard=parse_shard(shard), **common)
-        else:
-            rows = build_rows(cfg, g, device, console.print)
-            if not quiet:
-                console.print(timing_table(rows, load_s))
-            res = rows.full
-        nodes = None if res.nodes is None else str(res.path.with_name(res.path.stem + ".nodes.npy"))
-        timings = {"load": round(load_s, 4), **{k: round(v, 4) for k, v in res.timings.items()}}
-        emit({"rows": str(res.path), "nodes": nodes, "shape": list(res.rows.shape),
-              "estimator": res.estimator, "timings": timings})  # fmt: skip
-    finally:
-        close_distributed()
