@@ -21,6 +21,7 @@ TASKS: dict[str, str] = {
     "kge": "mlkit.tasks.kge",
     "attack": "mlkit.tasks.attack",
     "segment": "mlkit.tasks.segment",
+    "translate": "mlkit.tasks.translate",
 }
 
 
