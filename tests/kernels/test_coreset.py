@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mlkit.kernels.coreset import (
@@ -39,6 +39,47 @@ def test_torch_matches_reference(case):
 def test_reference_matches_definition(case):
     x, n = case
     np.testing.assert_array_equal(coreset_reference(x, n), coreset_definition(x, n))
+
+
+def _full_bank_loop(x: torch.Tensor, n: int, start: int, eps: float) -> list[int]:
+    """anomalib's k-center loop re-stated: one full-bank pairwise distance per pick (the benchmark's baseline)."""
+    dmin, picks, idx = None, [], start
+    for _ in range(n):
+        d = torch.nn.functional.pairwise_distance(x, x[idx][None], eps=eps)
+        dmin = d if dmin is None else torch.minimum(dmin, d)
+        idx = int(torch.argmax(dmin))
+        dmin[idx] = 0.0
+        picks.append(idx)
+    return picks
+
+
+@st.composite
+def float32_banks(draw):
+    seed = draw(st.integers(0, 2**31 - 1))
+    m = draw(st.integers(3, 400))
+    d = draw(st.integers(1, 48))
+    rng = np.random.default_rng(seed)
+    if draw(st.booleans()):  # clustered, with exact duplicates and a wide range of scales
+        x = rng.normal(size=(8, d))[rng.integers(0, 8, m)] * 10 + rng.normal(size=(m, d)) * 0.01
+        x[rng.integers(0, m, m // 5)] = x[0]
+    else:
+        x = rng.normal(size=(m, d)) * draw(st.sampled_from([1e-3, 1.0, 1e3]))
+    x = x.astype(np.float32)
+    # anomalib leaves the start row at its own eps-distance instead of 0, so once every distinct row is taken it
+    # may pick the start again: stop one short of the number of distinct rows
+    distinct = len(np.unique(x, axis=0))
+    assume(distinct >= 2)
+    return x, draw(st.integers(1, distinct - 1)), draw(st.integers(0, m - 1))
+
+
+@settings(max_examples=30, deadline=None)
+@given(float32_banks(), st.sampled_from([0.0, 1e-6]), st.sampled_from([None, False]))
+def test_filter_and_refine_is_the_full_bank_loop(case, eps, half):
+    """Same projection, same start: the same picks as the full-bank loop, bf16 filter (None) or float32 (False)."""
+    x, n, start = case
+    t = torch.from_numpy(x)
+    got = coreset_torch(t, n + 1, start=start, half=half, eps=eps).tolist()
+    assert got[0] == start and got[1:] == _full_bank_loop(t, n, start, eps)
 
 
 def test_covering_radius_beats_random():

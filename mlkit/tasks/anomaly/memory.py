@@ -110,15 +110,15 @@ def score_bank(patches: Any, bank: Any, reweight: bool, chunk: int = 1024) -> tu
     """Image score s (re-weighted max of NN distances) and the per-patch NN distance m (spec §2.8)."""
     import torch
 
-    from mlkit.kernels.knn import knn_torch
+    from mlkit.kernels.knn import knn_torch, nn_distance
 
-    d, j = knn_torch(patches, bank, 1, chunk)
-    m = d[:, 0]
+    m = nn_distance(patches, bank, chunk)  # distances only: the GEMM plus a row minimum
     i_star = int(torch.argmax(m))
     s_star = m[i_star]
     if not reweight or len(bank) < 2:
         return float(s_star), m
-    m_star = bank[j[i_star, 0]][None]
+    _, j = knn_torch(patches[i_star][None], bank, 1)  # the one index the re-weighting needs
+    m_star = bank[j[0, 0]][None]
     _, nn_idx = knn_torch(m_star, bank, min(3, len(bank)))
     nb = bank[nn_idx[0, 1:]]
     dim = math.sqrt(patches.shape[1])
