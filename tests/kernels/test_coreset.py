@@ -42,10 +42,14 @@ def test_reference_matches_definition(case):
 
 
 def _full_bank_loop(x: torch.Tensor, n: int, start: int, eps: float) -> list[int]:
-    """anomalib's k-center loop re-stated: one full-bank pairwise distance per pick (the benchmark's baseline)."""
+    """anomalib's k-center loop re-stated: one full-bank pairwise distance per pick (the benchmark's baseline), with
+    the start's own distance set to 0 as spec §2.7 does (anomalib leaves it at its eps-distance, so once the other
+    rows' distances fall below that it would pick the start again; hypothesis found such a bank at scale 1e-3)."""
     dmin, picks, idx = None, [], start
     for _ in range(n):
         d = torch.nn.functional.pairwise_distance(x, x[idx][None], eps=eps)
+        if dmin is None:
+            d[start] = 0.0
         dmin = d if dmin is None else torch.minimum(dmin, d)
         idx = int(torch.argmax(dmin))
         dmin[idx] = 0.0

@@ -25,6 +25,8 @@ SPEC = TaskSpec(
     "(its attribute is used)",
     flags=(
         Flag("--preset", "preset", str, "paper: the paper's whole protocol", modes=_ALL),
+        Flag("--arch", "arch", str, "drit (concat attribute) | drit-feature (feature-wise attribute)",
+             modes=("train",)),  # fmt: skip
         Flag("--format", "format", str, "data layout: auto | drit | mnist-m", modes=_ALL),
         Flag("--mode-seeking", "model.mode_seeking", bool, "DRIT++ mode-seeking term", modes=("train",)),
         Flag("--spectral-norm", "model.spectral_norm", bool, "spectral norm in the domain D's", modes=("train",)),

@@ -55,6 +55,13 @@ class TranslateTask(Task):
     def finalize(self, cfg: dict, explicit: frozenset[str], mode: str) -> dict:
         cfg = apply_preset(cfg, explicit)
         m = cfg["model"]
+        if cfg["arch"] not in ("drit", "drit-feature"):
+            raise UsageError(f"unknown arch {cfg['arch']!r}", "--arch", "Use drit or drit-feature.")
+        if "model.concat" not in explicit:
+            m["concat"] = cfg["arch"] == "drit"
+        elif "arch" in explicit and bool(m["concat"]) != (cfg["arch"] == "drit"):
+            raise UsageError(f"--arch {cfg['arch']} contradicts model.concat={m['concat']}", "--arch",
+                             "Drop one of them: --arch drit-feature means model.concat=false.")  # fmt: skip
         for key, val, ok in (("format", cfg["format"], ("auto", "drit", "mnist-m")),
                              ("predict.direction", cfg["predict"]["direction"], ("a2b", "b2a")),
                              ("channels_a", cfg["channels_a"], (1, 3)), ("channels_b", cfg["channels_b"], (1, 3))):  # fmt: skip
