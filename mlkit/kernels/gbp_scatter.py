@@ -38,7 +38,7 @@ def walk_nodes(lptr: np.ndarray, lnodes: np.ndarray, targets: np.ndarray) -> tup
 
 @njit(cache=True, inline="always")
 def _hash(u, mask):  # noqa: ANN001, ANN202
-    return (u * 0x9E3779B1) & mask
+    return (np.int64(u) * np.int64(0x9E3779B1)) & mask  # int64 also when the JIT is off (int32 u)
 
 
 @njit(cache=True)
