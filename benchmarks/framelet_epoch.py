@@ -25,6 +25,9 @@ import torch
 import torch.nn.functional as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the original's operator: framelet_transform.py
+
+from framelet_transform import original_levels  # noqa: E402
 
 from mlkit.tasks.framelet import framelets as F  # noqa: E402
 from mlkit.tasks.framelet.model import Features, FrameletOp, UFGNet  # noqa: E402
@@ -37,27 +40,12 @@ CORA = Path(__file__).resolve().parents[2] / "shared" / "data" / "planetoid"
 
 def original_blocks(a_hat: sp.csr_matrix, coef: np.ndarray, alphas: list[float]) -> list[torch.Tensor]:
     """All r*Lev blocks (intermediate low-pass included), block index j*Lev + l, as float64 torch COO tensors."""
-    n = a_hat.shape[0]
-    r, nc = coef.shape
-    eye = sp.identity(n, format="csr")
-    levels, prev_low = [], None
-    for a in alphas:
-        m = sp.csr_matrix((a - 1.0) * eye - a * a_hat)
-        ts = [eye, m]
-        for _ in range(2, nc):
-            ts.append(2 * (m @ ts[-1]) - ts[-2])
-        polys = [sum(coef[j, k] * ts[k] for k in range(nc)) for j in range(r)]
-        level = [p if prev_low is None else p @ prev_low for p in polys]
-        prev_low = level[0]
-        levels.append(level)
     out = []
-    for j in range(r):
-        for lv in range(len(alphas)):
-            c = sp.coo_matrix(levels[lv][j])
-            idx = torch.from_numpy(np.vstack([c.row, c.col]).astype(np.int64))
-            t = torch.sparse_coo_tensor(idx, torch.from_numpy(c.data), c.shape, dtype=torch.float64,
-                                        check_invariants=False)  # fmt: skip
-            out.append(t)
+    for block in original_levels(a_hat, coef, alphas):
+        c = sp.coo_matrix(block)
+        idx = torch.from_numpy(np.vstack([c.row, c.col]).astype(np.int64))
+        out.append(torch.sparse_coo_tensor(idx, torch.from_numpy(c.data), c.shape, dtype=torch.float64,
+                                           check_invariants=False))  # fmt: skip
     return out
 
 

@@ -77,14 +77,11 @@ def timed(fn, repeats: int = 3):  # noqa: ANN001, ANN201
     return best, out, peak
 
 
-def original_style(
-    a_hat: sp.csr_matrix, coef: np.ndarray, alphas: list[float]
-) -> tuple[sp.coo_matrix, sp.coo_matrix]:
-    """All r*Lev blocks W_{j,l} (intermediate low-pass included) by sparse products, stacked as one COO
-    (r Lev N x N) for decomposition, and the used blocks B side by side (N x K N) for reconstruction."""
+def original_levels(a_hat: sp.csr_matrix, coef: np.ndarray, alphas: list[float]) -> list[sp.csr_matrix]:
+    """All r*Lev blocks W_{j,l} (intermediate low-pass included) by sparse products, the original's way, in block
+    order j*Lev + l."""
     n = a_hat.shape[0]
     r, nc = coef.shape
-    lev = len(alphas)
     eye = sp.identity(n, format="csr")
     lap = eye - a_hat
     levels = []
@@ -98,7 +95,16 @@ def original_style(
         level = [p if prev_low is None else p @ prev_low for p in polys]
         prev_low = level[0]
         levels.append(level)
-    ordered = [levels[lv][j] for j in range(r) for lv in range(lev)]  # block index j*Lev + l
+    return [levels[lv][j] for j in range(r) for lv in range(len(alphas))]
+
+
+def original_style(
+    a_hat: sp.csr_matrix, coef: np.ndarray, alphas: list[float]
+) -> tuple[sp.coo_matrix, sp.coo_matrix]:
+    """The original_levels blocks stacked as one COO (r Lev N x N) for decomposition, and the used blocks B side by
+    side (N x K N) for reconstruction."""
+    lev = len(alphas)
+    ordered = original_levels(a_hat, coef, alphas)
     used = [ordered[lev - 1]] + ordered[lev:]
     dec = sp.vstack(ordered).tocoo().astype(np.float32)
     rec = sp.hstack([b.T for b in used]).tocoo().astype(np.float32)
