@@ -247,10 +247,12 @@ def _probe(cfg: dict, ctx: Ctx, model: Any, src: V.VisionSource) -> dict[str, fl
     v = cfg["vision"]
     torch.manual_seed(int(cfg["seed"]))
     rand = build_critics(cfg, 0, 0, ctx.device, vision=True)
+    sizes = (int(v["probe_max"]), int(v["probe_few"]))
+    keys = ("probe_acc", f"probe_acc_{sizes[1]}")
     out = {}
-    for key, n in (("probe_acc", int(v["probe_max"])), (f"probe_acc_{int(v['probe_few'])}", int(v["probe_few"]))):
-        out[f"test/{key}"] = V.linear_probe(model, src, ctx.device, n)
-        out[f"test/{key}_random"] = V.linear_probe(rand, src, ctx.device, n)
+    for suffix, net in (("", model), ("_random", rand)):
+        for key, acc in zip(keys, V.linear_probe(net, src, ctx.device, sizes)):
+            out[f"test/{key}{suffix}"] = acc
     return out
 
 

@@ -190,17 +190,21 @@ def embed(model: VisionCritics, imgs: torch.Tensor, device: Any, batch: int = 51
     return torch.cat(out).numpy()
 
 
-def linear_probe(model: VisionCritics, src: VisionSource, device: Any, max_train: int = 10000, seed: int = 0
-                 ) -> float:  # fmt: skip
-    """Test accuracy of a logistic regression on the encoder's pooled features (standardised; ≤ max_train rows)."""
+def linear_probe(model: VisionCritics, src: VisionSource, device: Any, sizes: tuple[int, ...] = (10000,),
+                 seed: int = 0) -> list[float]:  # fmt: skip
+    """Test accuracies of logistic regressions on the encoder's pooled features (standardised), one per label budget
+    in sizes: the first n rows of one seeded permutation of the train images, embedded once for all budgets."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    idx = np.random.default_rng(seed).permutation(len(src.train))[:max_train]
+    idx = np.random.default_rng(seed).permutation(len(src.train))[: max(sizes)]
     ftr, fte = embed(model, src.train[idx], device), embed(model, src.test, device)
-    sc = StandardScaler().fit(ftr)
-    clf = LogisticRegression(max_iter=2000, C=1.0).fit(sc.transform(ftr), src.ytrain[idx])
-    return float((clf.predict(sc.transform(fte)) == src.ytest).mean())
+    out = []
+    for n in sizes:
+        sc = StandardScaler().fit(ftr[:n])
+        clf = LogisticRegression(max_iter=2000, C=1.0).fit(sc.transform(ftr[:n]), src.ytrain[idx[:n]])
+        out.append(float((clf.predict(sc.transform(fte)) == src.ytest).mean()))
+    return out
 
 
 def write_default(root: Path) -> Path:
