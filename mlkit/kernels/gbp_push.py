@@ -10,11 +10,10 @@
 M = D^-1 A averages a node's CSR row ((M y)(v) = mean of y over row v). Reverse push moves residue from u to
 every v with A[v, u] = 1, dividing by d(v); on a symmetric graph that is u's own row, otherwise the caller
 passes the transposed CSR plus the degrees `deg` of A. Degree-0 nodes skip the d^(+-r) scaling, as the
-original. Push works per feature column with float64 residue/reserve arrays (a node's residue and 1/d(v) side
-by side: one cache line per neighbour visit), a FIFO ring (or a stack, the original's order) and no in-queue
-map (a node is queued when its residue crosses the threshold); `prange` runs over blocks of columns (strided),
-each block owning its scratch arrays, so no atomics are needed and every column's result is independent of
-the thread count.
+original. The default push takes both signed parts of a group of columns together (float64 residues side by
+side per node, one FIFO ring); the per-column orders keep a node's residue and 1/d(v) side by side and need
+no in-queue map. `prange` runs over column groups (or strided column blocks), each owning its scratch, so no
+atomics are needed and no result depends on the thread count.
 """
 
 from __future__ import annotations
@@ -23,8 +22,6 @@ from typing import Any
 
 import numpy as np
 from numba import njit, prange
-
-from mlkit.kernels import is_cuda
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -215,56 +212,98 @@ def _ppr_push_cols(indptr, indices, inv, xt, dneg, dpos, alpha, rmax, nblocks, l
 
 
 @njit(cache=True)
-def _push_sign_original(indptr, indices, deg, xcol, dneg, sign, alpha, rmax, res, reserve, stack, bits):  # noqa: ANN001, ANN202
-    """The original's BackwardPush_ppr for one signed part, re-stated: a LIFO stack with an in-set bit map
-    (Node_Set), division by the integer degree per neighbour visit, a separate residue array."""
-    n = xcol.shape[0]
-    mass = 0.0
+def _push_group(indptr, indices, inv, xt, cols, signs, dneg, alpha, rmax, res, reserve, queue, inq, theta):  # noqa: ANN001, ANN202
+    """Push k (column, sign) parts together: res[v] holds v's k residues side by side, so one pop reads u's
+    row once and one neighbour visit touches one short run of memory for all k parts. A popped node pushes
+    all its residues (the invariant of each part -- estimate + residue propagated = truth -- holds for any
+    push); a node is queued (FIFO ring, in-queue flags) when any part's residue exceeds that part's theta,
+    and the run ends when every part's residues are <= its theta, the per-column stopping rule."""
+    n = inv.shape[0]
+    k = cols.shape[0]
+    for c in range(k):
+        theta[c] = 0.0
     for u in range(n):
-        v = sign * xcol[u] * dneg[u]
-        res[u] = v if v > 0.0 else 0.0
-        mass += res[u]
-        reserve[u] = 0.0
-    theta = rmax * (mass if mass > 0.0 else 1.0)
+        for c in range(k):
+            v = signs[c] * xt[cols[c], u] * dneg[u]
+            r = v if v > 0.0 else 0.0
+            res[u, c] = r
+            theta[c] += r
+            reserve[u, c] = 0.0
+    for c in range(k):
+        theta[c] = rmax * (theta[c] if theta[c] > 0.0 else 1.0)
     size = 0
     for u in range(n):
-        if res[u] > theta and (bits[u >> 5] >> (u & 31)) & 1 == 0:
-            bits[u >> 5] |= np.uint32(1) << np.uint32(u & 31)
-            stack[size] = u
+        q = False
+        for c in range(k):
+            q |= res[u, c] > theta[c]
+        inq[u] = q
+        if q:
+            queue[size] = u
             size += 1
+    head = 0
+    tail = size % max(n, 1)
+    share = np.empty(k)
     while size > 0:
+        u = queue[head]
+        head += 1
+        if head == n:
+            head = 0
         size -= 1
-        u = stack[size]
-        bits[u >> 5] &= ~(np.uint32(1) << np.uint32(u & 31))
-        ru = res[u]
-        rpush = (1.0 - alpha) * ru
-        reserve[u] += alpha * ru
-        res[u] = 0.0
+        inq[u] = False
+        for c in range(k):
+            ru = res[u, c]
+            res[u, c] = 0.0
+            reserve[u, c] += alpha * ru
+            share[c] = (1.0 - alpha) * ru
         for p in range(indptr[u], indptr[u + 1]):
             v = indices[p]
-            res[v] += rpush / deg[v]
-            if res[v] > theta and (bits[v >> 5] >> (v & 31)) & 1 == 0:
-                bits[v >> 5] |= np.uint32(1) << np.uint32(v & 31)
-                stack[size] = v
+            iv = inv[v]
+            cross = False
+            for c in range(k):
+                new = res[v, c] + share[c] * iv
+                res[v, c] = new
+                cross |= new > theta[c]
+            if cross and not inq[v]:
+                inq[v] = True
+                queue[tail] = v
+                tail += 1
+                if tail == n:
+                    tail = 0
                 size += 1
 
 
 @njit(parallel=True, cache=True)
-def _ppr_push_cols_original(indptr, indices, deg, xt, dneg, dpos, alpha, rmax, nblocks, out):  # noqa: ANN001, ANN202
+def _ppr_push_groups(indptr, indices, inv, xt, dneg, dpos, alpha, rmax, group, offset, out):  # noqa: ANN001, ANN202
+    """Columns j of xt (global index offset + j) in groups of `group` global columns; both signs of a group's
+    columns are pushed together (2 x group parts). prange over groups: no shared writes."""
     f, n = xt.shape
-    for b in prange(nblocks):
-        res = np.empty(n)
-        reserve = np.empty(n)
-        acc = np.empty(n)
-        stack = np.empty(max(n, 1), dtype=np.int64)
-        bits = np.zeros(n // 32 + 1, dtype=np.uint32)
-        for j in range(b, f, nblocks):
-            _push_sign_original(indptr, indices, deg, xt[j], dneg, 1.0, alpha, rmax, res, reserve, stack, bits)
-            for u in range(n):
-                acc[u] = reserve[u] + alpha * res[u]
-            _push_sign_original(indptr, indices, deg, xt[j], dneg, -1.0, alpha, rmax, res, reserve, stack, bits)
-            for u in range(n):
-                out[j, u] = dpos[u] * (acc[u] - (reserve[u] + alpha * res[u]))
+    first = offset // group
+    ngroups = (offset + f - 1) // group - first + 1 if f > 0 else 0
+    for gi in prange(ngroups):
+        j0 = max((first + gi) * group - offset, 0)
+        j1 = min((first + gi + 1) * group - offset, f)
+        m = j1 - j0
+        cols = np.empty(2 * m, dtype=np.int64)
+        signs = np.empty(2 * m)
+        for i in range(m):
+            cols[i] = j0 + i
+            signs[i] = 1.0
+            cols[m + i] = j0 + i
+            signs[m + i] = -1.0
+        res = np.empty((n, 2 * m))
+        reserve = np.empty((n, 2 * m))
+        queue = np.empty(max(n, 1), dtype=np.int64)
+        inq = np.zeros(n, dtype=np.bool_)
+        theta = np.empty(2 * m)
+        _push_group(indptr, indices, inv, xt, cols, signs, dneg, alpha, rmax, res, reserve, queue, inq, theta)
+        for u in range(n):
+            for i in range(m):
+                pos = reserve[u, i] + alpha * res[u, i]
+                neg = reserve[u, m + i] + alpha * res[u, m + i]
+                out[j0 + i, u] = dpos[u] * (pos - neg)
+
+
+PUSH_GROUP = 8  # columns pushed together by the default order (16 signed parts: 256 B of scratch per node)
 
 
 def ppr_push_numba(
@@ -279,104 +318,44 @@ def ppr_push_numba(
     out_dtype: Any = np.float32,
     blocks: int | None = None,
     order: str = "fifo",
+    group: int = PUSH_GROUP,
+    offset: int = 0,
 ) -> np.ndarray:
     """The original's PPR reverse push for all nodes: returns [F, n] (transposed=True: x given as [F, n]).
 
-    order: "fifo" (a ring queue, the default) | "lifo" (a stack, the original's order) | "original" (the
-    original's BackwardPush_ppr re-stated: stack, bit map, a division per neighbour visit -- the benchmark's
-    baseline). The stack re-pushes nodes many times once r_max is small: on the spec's 3,000-node graph at
-    r_max 1e-6 it took 14-15 CPU s (the original's way 16-17 s) where the FIFO took 0.3 s, at a lower error;
-    on 1e6 nodes at r_max 1e-6, where few nodes are pushed, the three are within 10 %."""
+    order: "fifo" (the default): both signs of `group` columns pushed together from one FIFO ring, the
+    groups fixed by global column index (`offset` = the global index of x's first column, so a shard whose
+    bounds are multiples of `group` gives the unsharded bits); "column": one column and sign at a time from
+    a FIFO ring; "lifo": the same with a stack (the original's order); "original": the original's
+    BackwardPush_ppr re-stated (stack, bit map, a division per neighbour visit -- the benchmark's baseline).
+    Every order stops with each part's residues <= r_max x its l1 mass. On 1e6 nodes (2.2e7 entries) at r_max
+    1e-6 "fifo" took a third of the CPU time of "column" and "original" at a lower error; the stack re-pushes
+    nodes many times once r_max is small (50x slower on the spec's 3,000-node graph). `blocks` (prange
+    blocks of the per-column orders) never changes a result; `group` does (by rounding and push order)."""
     import numba
 
-    if order not in ("fifo", "lifo", "original"):
-        raise ValueError(f"order must be fifo, lifo or original, not {order!r}")
+    if order not in ("fifo", "column", "lifo", "original"):
+        raise ValueError(f"order must be fifo, column, lifo or original, not {order!r}")
+    if group < 1:
+        raise ValueError(f"group must be >= 1, got {group}")
     xt = np.ascontiguousarray(x if transposed else np.asarray(x).T)
     deg = degrees(indptr) if deg is None else np.asarray(deg, dtype=np.float64)
     dneg, dpos = degree_powers(deg, r)
     out = np.empty(xt.shape, dtype=out_dtype)
     nb = blocks or max(1, min(xt.shape[0], 4 * numba.get_num_threads()))
     if order == "original":
+        from mlkit.kernels.gbp_push_original import _ppr_push_cols_original
+
         _ppr_push_cols_original(indptr, indices, deg, xt, dneg, dpos, float(alpha), float(rmax), nb, out)
         return out
     inv = np.where(deg > 0, 1.0 / np.where(deg > 0, deg, 1.0), 0.0)
+    if order == "fifo":
+        _ppr_push_groups(
+            indptr, indices, inv, xt, dneg, dpos, float(alpha), float(rmax), int(group), int(offset), out
+        )
+        return out
     _ppr_push_cols(indptr, indices, inv, xt, dneg, dpos, float(alpha), float(rmax), nb, order == "lifo", out)
     return out
 
 
-# ---------------------------------------------------------------------------------------- exact SpMM
-@njit(parallel=True, cache=True)
-def _mean_rows(indptr, indices, inv, y, out):  # noqa: ANN001, ANN202
-    n, f = y.shape
-    for v in prange(n):
-        for c in range(f):
-            out[v, c] = 0.0
-        for p in range(indptr[v], indptr[v + 1]):
-            u = indices[p]
-            for c in range(f):
-                out[v, c] += y[u, c]
-        for c in range(f):
-            out[v, c] *= inv[v]
-
-
-@njit(parallel=True, cache=True)
-def _axpy_rows(acc, w, y):  # noqa: ANN001, ANN202
-    for v in prange(acc.shape[0]):
-        for c in range(acc.shape[1]):
-            acc[v, c] += w * y[v, c]
-
-
-def propagate_numba(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    x: np.ndarray,
-    weights: np.ndarray,
-    r: float,
-    progress: Any = None,
-) -> np.ndarray:
-    """Exact propagation by K = len(weights)-1 mean-aggregation SpMMs; float64 input stays float64, else float32."""
-    dt = np.float64 if np.asarray(x).dtype == np.float64 else np.float32
-    deg = degrees(indptr)
-    dneg, dpos = degree_powers(deg, r)
-    inv = (1.0 / np.where(deg > 0, deg, 1.0)).astype(dt)
-    inv[deg == 0] = 0.0
-    y = np.asarray(x, dtype=dt) * dneg[:, None].astype(dt)
-    acc = (weights[0] * y).astype(dt)
-    nxt = np.empty_like(y)
-    steps = range(1, len(weights))
-    for level in progress(steps) if progress else steps:
-        _mean_rows(indptr, indices, inv, y, nxt)
-        y, nxt = nxt, y
-        if weights[level] != 0.0:
-            _axpy_rows(acc, dt(weights[level]), y)
-    acc *= dpos[:, None].astype(dt)
-    return acc
-
-
-def propagate_torch(indptr: Any, indices: Any, x: Any, weights: Any, r: float) -> Any:
-    """Exact propagation with torch.sparse CSR (x: a torch tensor on any device; float32 on CUDA)."""
-    import torch
-
-    dev = x.device
-    ip = torch.as_tensor(np.asarray(indptr, dtype=np.int64), device=dev)
-    ix = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=dev)
-    n = ip.shape[0] - 1
-    deg = (ip[1:] - ip[:-1]).to(x.dtype)
-    safe = torch.where(deg > 0, deg, torch.ones_like(deg))
-    inv = torch.where(deg > 0, 1.0 / safe, torch.zeros_like(deg))
-    vals = torch.repeat_interleave(inv, (ip[1:] - ip[:-1]))
-    m = torch.sparse_csr_tensor(ip, ix, vals, size=(n, n))
-    y = x * safe.pow(-r)[:, None]
-    acc = float(weights[0]) * y
-    for w in list(weights)[1:]:
-        y = torch.sparse.mm(m, y) if dev.type == "cuda" else (m @ y)
-        if float(w) != 0.0:
-            acc = acc + float(w) * y
-    return acc * safe.pow(r)[:, None]
-
-
-def propagate(x: Any, indptr: Any, indices: Any, weights: Any, r: float) -> Any:
-    """Exact propagation; a CUDA tensor goes to the torch path, NumPy or CPU tensors to numba."""
-    if is_cuda(x):
-        return propagate_torch(indptr, indices, x, weights, r)
-    return propagate_numba(np.asarray(indptr), np.asarray(indices), np.asarray(x), np.asarray(weights), r)
+from mlkit.kernels.gbp_exact import propagate, propagate_numba, propagate_torch  # noqa: E402,F401 (re-exported)

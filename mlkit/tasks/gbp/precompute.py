@@ -8,7 +8,8 @@ Cache files (mlkit.tasks.gbp.cache) live in `cache_dir`: `<key>.npy` (rows), `<k
 row, when not all nodes) and `<key>.json` (parameters, shape, timings). The key hashes the graph arrays, the features, the
 standardisation, the resolved parameters and the target set. `shard=(i, N)` computes the contiguous feature
 column block i of N into `<key>.s<i>of<N>.npy`; `merge_shards` concatenates them, bit for bit equal to an
-unsharded run (every column is computed independently, and the walks depend only on the seed and targets).
+unsharded run (columns are computed independently -- push in fixed global groups of PUSH_GROUP columns, a shard
+computing the whole groups it overlaps -- and the walks depend only on the seed and targets).
 """
 
 from __future__ import annotations
@@ -133,9 +134,13 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-def column_block(num_features: int, shard: tuple[int, int]) -> tuple[int, int]:
-    """The contiguous columns [c0, c1) of shard i of N."""
+def column_block(num_features: int, shard: tuple[int, int], align: int = 1) -> tuple[int, int]:
+    """The contiguous columns [c0, c1) of shard i of N, bounds on multiples of `align` while every shard
+    keeps at least one aligned block (the push's column groups: aligned shards give the unsharded bits)."""
     i, n = shard
+    if align > 1 and num_features >= align * n:
+        blocks = -(-num_features // align)
+        return min(i * blocks // n * align, num_features), min((i + 1) * blocks // n * align, num_features)
     return i * num_features // n, (i + 1) * num_features // n
 
 
@@ -265,7 +270,7 @@ def propagate_rows(
     indptr, indices = np.asarray(graph.indptr), graph.indices
     if loops_to_add(graph, prop):
         indptr, indices = add_self_loops(indptr, indices)
-    c0, c1 = column_block(f, shard)
+    c0, c1 = column_block(f, shard, gp.PUSH_GROUP if est == "push" else 1)
     if est == "exact" and device.startswith("cuda"):
         rows = _exact_torch(indptr, indices, graph.features, c0, c1, w, float(prop["r"]), mean, std, device)
         timings["spmm (cuda)"] = time.perf_counter() - t0
@@ -276,8 +281,15 @@ def propagate_rows(
         rows = gp.propagate_numba(indptr, np.asarray(indices), x, w, float(prop["r"]))
         timings["spmm"] = time.perf_counter() - t1
     else:
-        step = (c1 - c0) if est == "push" else xt_chunk(n, c1 - c0)
-        xt = features_t(graph.features, c0, c0 + step, mean, std)
+        # push: the whole column groups the shard overlaps (global groups of PUSH_GROUP), so any shard's
+        # columns carry the unsharded bits; the extra columns of a straddled group are dropped below
+        e0, e1 = (c0 // gp.PUSH_GROUP * gp.PUSH_GROUP, min(-(-c1 // gp.PUSH_GROUP) * gp.PUSH_GROUP, f))
+        step = (e1 - e0) if est == "push" else xt_chunk(n, c1 - c0)
+        xt = (
+            features_t(graph.features, e0, e1, mean, std)
+            if est == "push"
+            else features_t(graph.features, c0, c0 + step, mean, std)
+        )
         deg = gp.degrees(indptr)
         push_ptr, push_idx = indptr, np.asarray(indices)
         if not gp.is_symmetric(indptr, push_idx):
@@ -299,14 +311,17 @@ def propagate_rows(
                 float(prop["r"]),
                 deg=deg,
                 transposed=True,
-            )
+                offset=e0,
+            )[c0 - e0 : c1 - e0]
             timings["push"] = time.perf_counter() - t1
         else:
             from mlkit.kernels import gbp_combine as gc
             from mlkit.kernels import gbp_walks as gw
             from mlkit.tasks.gbp.memory import projection
 
-            say(f"memory model: projected peak {projection(graph, prop, tgt, seed)['projected_gib']['peak']} GiB")
+            say(
+                f"memory model: projected peak {projection(graph, prop, tgt, seed)['projected_gib']['peak']} GiB"
+            )
 
             t1 = time.perf_counter()
             levels = gw.walks_numba(
