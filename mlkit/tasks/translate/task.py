@@ -322,8 +322,9 @@ def _cycle_l1(m: DRIT, xa: torch.Tensor, xb: torch.Tensor) -> float:
 
 def _label_checks(cfg: dict, d: dict, m: DRIT, tra: torch.Tensor, xb: torch.Tensor, b2a: torch.Tensor,
                   seed: int) -> dict:  # fmt: skip
-    """§7 (2) content: a classifier trained on real A classifies B->A translations of B test vs raw B; (3) DA: one
-    trained on A->B translations (A labels, random z) vs source-only, both on real B test."""
+    """§7 (2) content: a classifier trained on real A classifies B->A translations of B test (random prior z, and
+    the attributes of real A test images) vs raw B; (3) DA: one trained on A->B translations (A labels, random z)
+    vs source-only, both on real B test."""
     ev = cfg["eval"]
     ep, ca = int(ev["cls_epochs"]), tra.shape[1]
     ya, yb = d["y_trainA"], d["y_testB"]
@@ -332,6 +333,13 @@ def _label_checks(cfg: dict, d: dict, m: DRIT, tra: torch.Tensor, xb: torch.Tens
     clf = E.fit(E.small_cnn(ca, k).to(tra.device), tra, ya, ep, seed)
     out = {"test/content_acc_raw_b": E.accuracy(clf, E._pad(xb, ca), yb),
            "test/content_acc_translated_b2a": E.accuracy(clf, b2a[: len(yb)], yb[: len(b2a)])}  # fmt: skip
+    # DRIT's 'transfer' mode: the attribute of a real A image (posterior mean of E^a_A on test A, seeded pairing)
+    xa = _eval_x(cfg, d["testA"])
+    with torch.no_grad():
+        mu = m.attr("a", xa, sample=False)[1]
+    pick = torch.randint(len(mu), (len(xb),), generator=torch.Generator().manual_seed(seed + 3)).to(mu.device)
+    ref = E.translate(m, xb, "b", "a", mu[pick])
+    out["test/content_acc_translated_b2a_ref"] = E.accuracy(clf, ref, yb)
     if ev["da"]:
         g = torch.Generator().manual_seed(seed + 2)
         z = torch.randn(len(tra), m.nz, generator=g).to(tra.device)
