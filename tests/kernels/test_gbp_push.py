@@ -124,10 +124,10 @@ def test_grouped_push_is_no_less_accurate_than_one_column_at_a_time():
     from mlkit.graph.synth import planted_partition
 
     with tempfile.TemporaryDirectory() as d:
-        planted_partition(d, 2000, classes=5, features=8, degree=5.0, seed=1)
+        planted_partition(d, 600, classes=4, features=8, degree=5.0, seed=1)
         g = load_graph(d)
         ip, ix, x = np.asarray(g.indptr), np.asarray(g.indices).copy(), np.asarray(g.features, np.float64)
-    ref = gp.propagate_numba(ip, ix, x, gp.ppr_weights(0.1, 199), 0.5).T
+    ref = gp.propagate_numba(ip, ix, x, gp.ppr_weights(0.1, 150), 0.5).T  # tail 0.9^151 < 1e-6
     err = {}
     for order, group in (("column", 1), ("fifo", 1), ("fifo", 8)):
         out = gp.ppr_push_numba(ip, ix, x, 0.1, 1e-5, 0.5, out_dtype=np.float64, order=order, group=group)
