@@ -160,3 +160,42 @@ def test_predict_missing_file_exits_3(tmp_path: Path, runs_dir: Path, capsys) ->
         timeout=120,
     )
     assert out.returncode == 3 and "input line 1" in out.stderr.decode(), out.stderr.decode()[-2000:]
+
+
+def _skewed_items(n: int = 400, seed: int = 0) -> list:
+    """Class 1 in ~90 % of the images, class 2 in ~30 %, class 3 in ~4 %; a few images show no object."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        lab = {c for c, p in ((1, 0.9), (2, 0.3), (3, 0.04)) if rng.random() < p}
+        out.append(D.Item(f"s{i:03d}", Path("x"), Path("m"), frozenset(lab)))
+    return out
+
+
+def test_class_aware_budget_covers_rare_classes_towards_the_uniform_mix() -> None:
+    from mlkit.tasks.segment import budget as B
+
+    items = _skewed_items()
+    by = {it.stem: it.labels for it in items}
+
+    def shares(stems: list[str]) -> np.ndarray:
+        c = np.array([sum(k in by[s] for s in stems) for k in (1, 2, 3)], float)
+        return c / c.sum()
+
+    ca = B.choose_labelled(items, 20, 0, "class-aware", 1.0)
+    rnd = B.choose_labelled(items, 20, 0, "random")
+    assert len(ca) == len(set(ca)) == 20 and set(ca) <= set(by)
+    assert ca == B.choose_labelled(items, 20, 0, "class-aware", 1.0)  # seeded
+    assert ca != B.choose_labelled(items, 20, 1, "class-aware", 1.0)
+    uniform = np.full(3, 1 / 3)
+    # u = 1: class proportions much closer to uniform than a random subset's, the rare class well represented
+    assert np.abs(shares(ca) - uniform).sum() < 0.5 * np.abs(shares(rnd) - uniform).sum()
+    assert sum(3 in by[s] for s in ca) >= 5
+    # u = 0: the empirical proportions (close to the whole pool's)
+    emp = shares([it.stem for it in items])
+    assert np.abs(shares(B.choose_labelled(items, 100, 0, "class-aware", 0.0)) - emp).sum() < 0.1
+    # the original's schedule, the whole pool and images without objects
+    assert B.auto_uniform(20) == 1.0 and B.auto_uniform(500) == 0.5 and B.auto_uniform(1464) == 0.0
+    assert len(B.choose_labelled(items, "100%", 0, "class-aware")) == 400
+    empty = [D.Item(f"e{i}", Path("x"), Path("m"), frozenset()) for i in range(5)]
+    assert len(B.choose_labelled(empty, 3, 0, "class-aware")) == 3

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mlkit.core.errors import DataError
+from mlkit.tasks.segment.budget import choose_labelled  # noqa: F401 - re-exported
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
@@ -291,17 +292,6 @@ def detect_format(root: Path) -> str:
     raise DataError(
         "unknown dataset layout", str(root), "Expected images/ (generic) or JPEGImages/ (VOC 2012)."
     )
-
-
-# ------------------------------------------------------------------------------------------------ budget
-def choose_labelled(train: list[Item], budget: str | int | float, seed: int) -> list[str]:
-    """The label budget: N images or 'P%' of the train images that have masks, a seeded random subset."""
-    pool = [it.stem for it in train if it.mask is not None]
-    b = str(budget).strip()
-    n = round(len(pool) * float(b[:-1]) / 100) if b.endswith("%") else int(float(b))
-    n = max(0, min(n, len(pool)))
-    perm = np.random.default_rng(seed).permutation(len(pool))
-    return sorted(pool[i] for i in perm[:n])
 
 
 # ------------------------------------------------------------------------------------------------ pixels

@@ -65,7 +65,7 @@ def _model(cfg: dict, k: int) -> SegNet:
 class SegmentTask(Task):
     def finalize(self, cfg: dict, explicit: frozenset[str], mode: str) -> dict:
         checks = (("arch", ARCHS), ("encoder", ENCODERS), ("grad_mode", ("oneshot", "iterative")),
-                  ("format", ("auto", "generic", "voc")))  # fmt: skip
+                  ("format", ("auto", "generic", "voc")), ("budget_sampling", ("class-aware", "random")))  # fmt: skip
         for key, ok in checks:
             if cfg[key] not in ok:
                 raise UsageError(f"unknown {key} '{cfg[key]}'", key, f"Use one of {', '.join(ok)}.")
@@ -78,6 +78,9 @@ class SegmentTask(Task):
             ) from None
         if val < 0 or (b.endswith("%") and val > 100):
             raise UsageError(f"bad budget '{b}'", "budget", "Use 0 <= N, or 0% .. 100%.")
+        u = cfg["uniform_masks"]
+        if u is not None and (isinstance(u, bool) or not isinstance(u, (int, float)) or not 0.0 <= u <= 1.0):
+            raise UsageError(f"bad uniform_masks '{u}'", "uniform_masks", "Use null (the original's schedule) or 0 .. 1.")
         if cfg["voc"]["pool"] not in ("all", "seg"):
             raise UsageError("voc.pool must be all or seg", "voc.pool")
         if int(cfg["batch_size"]) < 2 or int(cfg["image_size"]) < 8:
@@ -88,7 +91,8 @@ class SegmentTask(Task):
         data = _load(cfg, ctx)
         if not data.train:
             raise DataError("no training images", str(data.root), "The train split is empty.")
-        labelled = D.choose_labelled(data.train, cfg["budget"], int(cfg["seed"]))
+        labelled = D.choose_labelled(data.train, cfg["budget"], int(cfg["seed"]), cfg["budget_sampling"],
+                                     cfg["uniform_masks"])  # fmt: skip
         if ctx.run_dir is not None and ctx.is_main:
             (ctx.run_dir / "labelled.txt").write_text("".join(s + "\n" for s in labelled), encoding="utf-8")
         ctx.log(f"{len(data.train)} train images, {len(labelled)} with masks (budget {cfg['budget']}), "
