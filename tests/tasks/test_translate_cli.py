@@ -47,7 +47,8 @@ def test_train_eval_predict_on_a_drit_folder(drit_root: Path, runs_dir: Path, tm
     body = json.loads(out)
     run, met = Path(body["run_dir"]), body["metrics"]
     for k in ("test/diversity_l1", "test/diversity_feat", "test/fid", "test/kid", "test/cycle_l1",
-              "test/content_acc_raw_b", "test/content_acc_translated_b2a", "test/da_acc", "train/iters_per_s"):
+              "test/content_acc_raw_b", "test/content_acc_translated_b2a", "test/content_acc_translated_b2a_ref",
+              "test/da_acc", "train/iters_per_s"):
         assert k in met and np.isfinite(met[k]), k
     assert met["val/iteration"] == 6 and met["test/diversity_l1"] > 0
     assert (run / "eval" / "grid_a2b.png").is_file() and (run / "images" / "epoch0002_b2a.png").is_file()

@@ -283,13 +283,10 @@ def propagate_rows(
     else:
         # push: the whole column groups the shard overlaps (global groups of PUSH_GROUP), so any shard's
         # columns carry the unsharded bits; the extra columns of a straddled group are dropped below
-        e0, e1 = (c0 // gp.PUSH_GROUP * gp.PUSH_GROUP, min(-(-c1 // gp.PUSH_GROUP) * gp.PUSH_GROUP, f))
+        g = gp.PUSH_GROUP if est == "push" else 1
+        e0, e1 = c0 // g * g, min(-(-c1 // g) * g, f)
         step = (e1 - e0) if est == "push" else xt_chunk(n, c1 - c0)
-        xt = (
-            features_t(graph.features, e0, e1, mean, std)
-            if est == "push"
-            else features_t(graph.features, c0, c0 + step, mean, std)
-        )
+        xt = features_t(graph.features, e0, e0 + step, mean, std)
         deg = gp.degrees(indptr)
         push_ptr, push_idx = indptr, np.asarray(indices)
         if not gp.is_symmetric(indptr, push_idx):

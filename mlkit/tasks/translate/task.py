@@ -208,7 +208,7 @@ class TranslateTask(Task):
             out[f"test/{name}"], out[f"test/{name}_a2b"], out[f"test/{name}_b2a"] = (va + vb) / 2, va, vb
         out["test/cycle_l1"] = _cycle_l1(m, xa[:nf], xb[:nf])
         if d["labels"]:
-            out.update(_label_checks(cfg, d, m, tra, xb, b2a, seed))
+            out.update(_label_checks(cfg, d, m, tra, xa, xb, b2a, seed))
         if ctx.is_main and ctx.run_dir is not None:
             folder = ctx.run_dir / "eval"
             rows = int(ev["grid"])
@@ -320,8 +320,8 @@ def _cycle_l1(m: DRIT, xa: torch.Tensor, xb: torch.Tensor) -> float:
     return float(((a_cc - xa).abs().mean() + (b_cc - xb).abs().mean()) / 4)
 
 
-def _label_checks(cfg: dict, d: dict, m: DRIT, tra: torch.Tensor, xb: torch.Tensor, b2a: torch.Tensor,
-                  seed: int) -> dict:  # fmt: skip
+def _label_checks(cfg: dict, d: dict, m: DRIT, tra: torch.Tensor, xa: torch.Tensor, xb: torch.Tensor,
+                  b2a: torch.Tensor, seed: int) -> dict:  # fmt: skip
     """§7 (2) content: a classifier trained on real A classifies B->A translations of B test (random prior z, and
     the attributes of real A test images) vs raw B; (3) DA: one trained on A->B translations (A labels, random z)
     vs source-only, both on real B test."""
@@ -334,7 +334,6 @@ def _label_checks(cfg: dict, d: dict, m: DRIT, tra: torch.Tensor, xb: torch.Tens
     out = {"test/content_acc_raw_b": E.accuracy(clf, E._pad(xb, ca), yb),
            "test/content_acc_translated_b2a": E.accuracy(clf, b2a[: len(yb)], yb[: len(b2a)])}  # fmt: skip
     # DRIT's 'transfer' mode: the attribute of a real A image (posterior mean of E^a_A on test A, seeded pairing)
-    xa = _eval_x(cfg, d["testA"])
     with torch.no_grad():
         mu = m.attr("a", xa, sample=False)[1]
     pick = torch.randint(len(mu), (len(xb),), generator=torch.Generator().manual_seed(seed + 3)).to(mu.device)
