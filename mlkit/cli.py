@@ -86,8 +86,9 @@ def _config_opts(defaults: dict[str, Any], spec: TaskSpec, mode: str) -> list[Op
         Opt("set", "--set", str, None, "Override a config key: --set a.b=value (YAML value).", multiple=True),
     ]
     skip = {"train": set(), "eval": {"--arch", "--epochs", "--lr"}, "predict": {"--arch", "--epochs", "--lr", "--data", "--batch-size"}}
+    own = {f.name for f in spec.flags if mode in f.modes}  # a task's own flag (e.g. --arch with its choices) wins
     for flag, key, type_, help_ in COMMON_KEYS:
-        if key in defaults and flag not in skip.get(mode, {"--arch", "--epochs", "--lr", "--batch-size"}):
+        if key in defaults and flag not in own and flag not in skip.get(mode, {"--arch", "--epochs", "--lr", "--batch-size"}):
             opts.append(Opt(key, flag, type_, None, help_, key=key))
     for f in spec.flags:
         if mode in f.modes:

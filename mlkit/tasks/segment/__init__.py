@@ -28,7 +28,7 @@ SPEC = TaskSpec(
     flags=(
         Flag("--arch", "arch", str, "tw | std-unet | mt-unet", modes=("train",)),
         Flag("--format", "format", str, "data layout: auto | generic | voc", modes=_ALL),
-        Flag("--encoder", "encoder", str, "tiny | resnet18 | resnet50", modes=("train",)),
+        Flag("--encoder", "encoder", str, "tiny | resnet18 | resnet50 | vgg16 | vgg16_bn", modes=("train",)),
         Flag(
             "--encoder-weights",
             "encoder_weights",
@@ -43,6 +43,7 @@ SPEC = TaskSpec(
             "classification pretraining epochs before training",
             modes=("train",),
         ),  # fmt: skip
+        Flag("--lrp-rule", "lrp_rule", str, "tw decoder rule: epsilon | alpha-beta", modes=("train",)),
         Flag("--budget", "budget", str, "pixel-labelled train images: N or P% (e.g. 5%)", modes=("train",)),
         Flag(
             "--grad-mode",

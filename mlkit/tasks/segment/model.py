@@ -15,7 +15,7 @@ from torch import nn
 from mlkit.tasks.segment.decoder import LRPDecoder
 
 ARCHS = ("tw", "std-unet", "mt-unet")
-ENCODERS = ("tiny", "resnet18", "resnet50")
+ENCODERS = ("tiny", "resnet18", "resnet50", "vgg16", "vgg16_bn")
 
 
 class Block(nn.Module):
@@ -61,7 +61,15 @@ def layers(enc: nn.Module) -> list[nn.Module]:
 
 
 def encode(enc: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Logits z and the skip features [stem, layer1, layer2, ...] of a ResNet-shaped encoder."""
+    """Logits z and the skip features of a ResNet-shaped encoder ([stem, layer1, layer2, ...]) or of a VGG (the
+    map before each max-pool)."""
+    if hasattr(enc, "features"):
+        feats, h = [], x
+        for m in enc.features:
+            if isinstance(m, nn.MaxPool2d):
+                feats.append(h)
+            h = m(h)
+        return enc.classifier(torch.flatten(enc.avgpool(h), 1)), feats
     f0 = enc.relu(enc.bn1(enc.conv1(x)))
     feats = [f0]
     h = enc.maxpool(f0)
@@ -77,7 +85,10 @@ def build_encoder(name: str, num_classes: int, width: int) -> nn.Module:
     import torchvision
 
     net = getattr(torchvision.models, name)(weights=None)
-    net.fc = nn.Linear(net.fc.in_features, num_classes)
+    if name.startswith("vgg"):  # 224-style head: AdaptiveAvgPool 7x7 and three Linear layers, the last one to K
+        net.classifier[-1] = nn.Linear(net.classifier[-1].in_features, num_classes)
+    else:
+        net.fc = nn.Linear(net.fc.in_features, num_classes)
     for m in net.modules():
         if isinstance(m, nn.ReLU):
             m.inplace = False
@@ -114,19 +125,19 @@ class SegNet(nn.Module):
     """forward(x) -> (z, H): image logits z (N,K) and segmentation logits H (N,K,H,W)."""
 
     def __init__(self, arch: str, encoder: nn.Module, num_classes: int, eps: float = 1e-8,
-                 heat_scale: float = 1.0) -> None:  # fmt: skip
+                 heat_scale: float = 1.0, rule: str = "epsilon", lrp_alpha: float = 1.0) -> None:  # fmt: skip
         super().__init__()
         self.arch, self.num_classes = arch, num_classes
         self.heat_scale = heat_scale  # constant CE temperature on the heatmaps; 0 = the pixel count H*W
         self.encoder = encoder
         self.unet: UNetDecoder | None = None
         if arch == "tw":
-            object.__setattr__(self, "decoder", LRPDecoder(encoder, eps))  # not a submodule: owns nothing
+            object.__setattr__(self, "decoder", LRPDecoder(encoder, eps, rule, lrp_alpha))  # not a submodule: owns nothing
         else:
             was = encoder.training
             encoder.eval()
             with torch.no_grad():
-                _, feats = encode(encoder, torch.zeros(1, 3, 64, 64))
+                _, feats = encode(encoder, torch.zeros(1, 3, 64, 64, dtype=next(encoder.parameters()).dtype))
             encoder.train(was)
             self.unet = UNetDecoder([f.shape[1] for f in feats], num_classes)
 

@@ -20,6 +20,7 @@ from mlkit.core.runtime import Ctx
 from mlkit.core.task import Task, TrainState
 from mlkit.tasks.segment import data as D
 from mlkit.tasks.segment import evaluation as E
+from mlkit.tasks.segment.decoder import RULES
 from mlkit.tasks.segment.model import ARCHS, ENCODERS, SegNet, build_encoder
 from mlkit.tasks.segment.steps import Bundle, pretrain, train_epoch
 
@@ -59,13 +60,15 @@ def _model(cfg: dict, k: int) -> SegNet:
         k,
         float(cfg["eps"]),
         float(cfg["heat_scale"]),
+        cfg.get("lrp_rule", "epsilon"),  # checkpoints written before the option carry no key
+        float(cfg.get("lrp_alpha", 1.0)),
     )
 
 
 class SegmentTask(Task):
     def finalize(self, cfg: dict, explicit: frozenset[str], mode: str) -> dict:
         checks = (("arch", ARCHS), ("encoder", ENCODERS), ("grad_mode", ("oneshot", "iterative")),
-                  ("format", ("auto", "generic", "voc")), ("budget_sampling", ("class-aware", "random")))  # fmt: skip
+                  ("format", ("auto", "generic", "voc")), ("budget_sampling", ("class-aware", "random")), ("lrp_rule", RULES))  # fmt: skip
         for key, ok in checks:
             if cfg[key] not in ok:
                 raise UsageError(f"unknown {key} '{cfg[key]}'", key, f"Use one of {', '.join(ok)}.")
@@ -78,6 +81,8 @@ class SegmentTask(Task):
             ) from None
         if val < 0 or (b.endswith("%") and val > 100):
             raise UsageError(f"bad budget '{b}'", "budget", "Use 0 <= N, or 0% .. 100%.")
+        if float(cfg["lrp_alpha"]) < 1:
+            raise UsageError(f"bad lrp_alpha {cfg['lrp_alpha']}", "lrp_alpha", "Use alpha >= 1 (beta = alpha - 1).")
         u = cfg["uniform_masks"]
         if u is not None and (isinstance(u, bool) or not isinstance(u, (int, float)) or not 0.0 <= u <= 1.0):
             raise UsageError(f"bad uniform_masks '{u}'", "uniform_masks", "Use null (the original's schedule) or 0 .. 1.")
