@@ -43,6 +43,8 @@ SPEC = TaskSpec(
             "classification pretraining epochs before training",
             modes=("train",),
         ),  # fmt: skip
+        Flag("--preset", "preset", str, "paper: the original's protocol (`config --preset paper`); set keys win",
+             modes=("train",)),
         Flag("--lrp-rule", "lrp_rule", str, "tw decoder rule: epsilon | alpha-beta", modes=("train",)),
         Flag("--budget", "budget", str, "pixel-labelled train images: N or P% (e.g. 5%)", modes=("train",)),
         Flag(

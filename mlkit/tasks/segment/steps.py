@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlkit.tasks.segment.augment import photometric
 from mlkit.tasks.segment.data import VOID, SegData, Store, square, to_input
 from mlkit.tasks.segment.loss import class_loss, tw_step_loss
 from mlkit.tasks.segment.model import SegNet
@@ -27,8 +28,9 @@ class Bundle:
 
 
 def make_batch(b: Bundle, idx: list[int], with_mask: bool, size: int, hflip: bool, gen: torch.Generator,
-               device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """(x, y_pix, y_img) for train items idx: random square crop -> size, random flip; y_pix -1 = ignore."""
+               device: str, photo: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(x, y_pix, y_img) for train items idx: random square crop -> size, random flip, with `photo` the original's
+    photometric augmentations; y_pix -1 = ignore."""
     xs, ys, ls = [], [], []
     for i in idx:
         it = b.data.train[i]
@@ -40,6 +42,8 @@ def make_batch(b: Bundle, idx: list[int], with_mask: bool, size: int, hflip: boo
         if flip:
             img = img[:, ::-1]
             mask = mask[:, ::-1] if mask is not None else None
+        if photo:
+            img = photometric(np.ascontiguousarray(img), gen)
         lab = np.zeros(b.k, np.float32)
         lab[0] = 1.0
         if masked and mask is not None:
@@ -95,7 +99,7 @@ def pretrain(cfg: dict, b: Bundle, model: SegNet, gen: torch.Generator, device: 
         perm = torch.randperm(n, generator=gen).tolist()
         for s in range(0, n - bs + 1 if n >= bs else 1, bs):
             x, _, yi = make_batch(b, perm[s : s + bs], False, int(cfg["image_size"]), bool(cfg["hflip"]), gen,
-                                  device)  # fmt: skip
+                                  device, bool(cfg.get("photometric", False)))  # fmt: skip
             opt.zero_grad()
             loss = class_loss(model.classify(x), yi)
             loss.backward()
@@ -123,7 +127,8 @@ def train_epoch(cfg: dict, b: Bundle, model: SegNet, net: Any, opt: Any, gen: to
     steps = 0
     for pl, pu in plan[rank::world]:
         idx = [lab[i] for i in pl] + [unl[i] for i in pu]
-        x, y, yi = make_batch(b, idx, True, int(cfg["image_size"]), bool(cfg["hflip"]), gen, device)
+        x, y, yi = make_batch(b, idx, True, int(cfg["image_size"]), bool(cfg["hflip"]), gen, device,
+                              bool(cfg.get("photometric", False)))  # fmt: skip
         opt.zero_grad()
         out = tw_step_loss(model, x, y, yi, float(cfg["alpha"]), float(cfg["beta"]), cfg["grad_mode"],
                            classes=not std, fwd=net)  # fmt: skip

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from mlkit.core.artifact import cached
+from mlkit.core.config import apply_preset
 from mlkit.core.errors import DataError, UsageError
 from mlkit.core.runtime import Ctx
 from mlkit.core.task import Task, TrainState
@@ -67,6 +68,7 @@ def _model(cfg: dict, k: int) -> SegNet:
 
 class SegmentTask(Task):
     def finalize(self, cfg: dict, explicit: frozenset[str], mode: str) -> dict:
+        cfg = apply_preset(cfg, explicit)
         checks = (("arch", ARCHS), ("encoder", ENCODERS), ("grad_mode", ("oneshot", "iterative")),
                   ("format", ("auto", "generic", "voc")), ("budget_sampling", ("class-aware", "random")), ("lrp_rule", RULES))  # fmt: skip
         for key, ok in checks:
