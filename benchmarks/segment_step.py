@@ -48,9 +48,10 @@ def _graph_mib(build) -> float:
     return sum(seen.values()) / 2**20
 
 
-def run(k: int, size: int, batch: int, width: int, reps: int, device: str) -> dict[str, float]:
+def run(k: int, size: int, batch: int, width: int, reps: int, device: str, rule: str = "epsilon"
+        ) -> dict[str, float]:  # fmt: skip
     torch.manual_seed(0)
-    net = SegNet("tw", build_encoder("tiny", k, width), k, heat_scale=0.0).to(device).train()
+    net = SegNet("tw", build_encoder("tiny", k, width), k, heat_scale=0.0, rule=rule).to(device).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     x = torch.rand(batch, 3, size, size, device=device)
     y = torch.randint(0, k, (batch, size, size), device=device)
@@ -117,11 +118,13 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--rule", default="epsilon", choices=["epsilon", "alpha-beta"], help="the TW decoder's LRP rule")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    print(f"# tiny encoder width {a.width}, B={a.batch}, {a.size}x{a.size}, {a.threads} threads, {a.device}")
+    print(f"# tiny encoder width {a.width}, B={a.batch}, {a.size}x{a.size}, {a.threads} threads, {a.device}, "
+          f"rule {a.rule}")
     for k in a.k:
-        r = run(k, a.size, a.batch, a.width, a.reps, a.device)
+        r = run(k, a.size, a.batch, a.width, a.reps, a.device, a.rule)
         print(f"K={k:3d}  classifier {r['cls_ms']:7.1f} ms  TW one-shot {r['tw_ms']:7.1f} ms  "
               f"TW iterative {r['tw_iter_ms']:7.1f} ms  TW batched-VJP (eval BN) {r['vjp_ms']:7.1f} ms  "
               f"ratio {r['ratio']:5.2f}x  peak one-shot {r['peak_oneshot_mib']:.1f} MiB  "

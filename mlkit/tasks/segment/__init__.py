@@ -76,7 +76,7 @@ SPEC = TaskSpec(
             modes=("predict",),
         ),  # fmt: skip
     ),
-    verbs={"synth": "mlkit.tasks.segment.cli:synth"},
+    verbs={"synth": "mlkit.tasks.segment.cli:synth", "pretrain": "mlkit.tasks.segment.cli:pretrain"},
     rows="classification",
 )
 
