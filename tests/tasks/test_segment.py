@@ -72,7 +72,8 @@ def test_lrp_eps_equals_gradient_times_input() -> None:
         )
 
 
-def test_iterative_equals_oneshot_gradients() -> None:
+@pytest.mark.parametrize("rule,alpha", [("epsilon", 1.0), ("alpha-beta", 1.0), ("alpha-beta", 2.0)])
+def test_iterative_equals_oneshot_gradients(rule: str, alpha: float) -> None:
     x = torch.rand(6, 3, 16, 16, dtype=torch.float64)
     y = torch.randint(0, 4, (6, 16, 16))
     y[3:] = -1
@@ -80,9 +81,11 @@ def test_iterative_equals_oneshot_gradients() -> None:
     grads = []
     for mode in ("oneshot", "iterative"):
         net = _net(seed=2).double().train()
+        net.decoder.rule, net.decoder.alpha = rule, alpha
         net.heat_scale = 0.0
         tw_step_loss(net, x, y, yi, 1.0, 1.0, mode)
         grads.append([p.grad.clone() for p in net.parameters()])
+        assert all(bool(torch.isfinite(g).all()) for g in grads[-1])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 

@@ -9,7 +9,6 @@ from bn_fixtures import randomise_bn
 
 from mlkit.cli import main
 from mlkit.tasks.segment.decoder import LRPDecoder
-from mlkit.tasks.segment.loss import tw_step_loss
 from mlkit.tasks.segment.model import SegNet, build_encoder
 
 
@@ -66,10 +65,10 @@ def test_alpha1_heatmaps_follow_the_logit_sign_and_reach_dark_pixels() -> None:
     where LRP-eps (= Gradient x Input) gives exactly 0."""
     x = torch.rand(2, 3, 16, 16, dtype=torch.float64)
     x[:, :, 4:10, 4:10] = 0.0
-    z, h = _net()(x)
+    z, h = (t.detach() for t in _net()(x))
     assert bool(((h * z.sign()[:, :, None, None]) >= -1e-12).all())
     assert float(h[:, :, 4:10, 4:10].abs().sum()) > 0
-    _, h_eps = _net(rule="epsilon")(x)
+    h_eps = _net(rule="epsilon")(x)[1].detach()
     assert float(h_eps[:, :, 4:10, 4:10].abs().max()) == 0.0
 
 
@@ -81,23 +80,6 @@ def test_alpha_beta_on_torchvision_resnet() -> None:
     z, h = net(x)
     assert h.shape == (2, 3, 32, 32)
     torch.testing.assert_close(h.sum((2, 3)), z, rtol=1e-8, atol=1e-12)
-
-
-@pytest.mark.parametrize("alpha", [1.0, 2.0])
-def test_alpha_beta_iterative_equals_oneshot(alpha: float) -> None:
-    x = torch.rand(6, 3, 16, 16, dtype=torch.float64)
-    y = torch.randint(0, 4, (6, 16, 16))
-    y[3:] = -1
-    yi = (torch.rand(6, 4) < 0.5).double()
-    grads = []
-    for mode in ("oneshot", "iterative"):
-        net = _net(alpha=alpha, seed=2).train()
-        net.heat_scale = 0.0
-        tw_step_loss(net, x, y, yi, 1.0, 1.0, mode)
-        grads.append([p.grad.clone() for p in net.parameters()])
-        assert all(bool(torch.isfinite(g).all()) for g in grads[-1])
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("override", ["lrp_rule=gamma", "lrp_alpha=0.5"])
