@@ -65,6 +65,18 @@ def test_shapes_generator_layout_and_determinism(tmp_path: Path) -> None:
     assert d.train[0].labels == frozenset(int(c) for c in np.unique(mask) if c > 0)
 
 
+def test_shapes_with_the_horse_class(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = D.write_shapes(tmp_path / "h", 24, 4, 48, seed=2, classes=4)
+    d = D.load_generic(root, 0)
+    assert d.classes == D.SHAPE_CLASSES + ("horse",)
+    masks = [D.Store().get(it)[1] for it in d.train]
+    assert any((m == 4).sum() >= 20 for m in masks) and max(int(m.max()) for m in masks) == 4
+    with pytest.raises(ValueError):
+        D.shape_classes(5)
+    assert main(["segment", "synth", "--out", str(tmp_path / "x"), "--classes", "5"]) == 2
+    assert "3 or 4" in capsys.readouterr().err
+
+
 def test_label_budget() -> None:
     items = [D.Item(f"s{i}", Path("x"), Path("m"), frozenset()) for i in range(40)]
     assert len(D.choose_labelled(items, "5%", 0)) == 2

@@ -15,11 +15,15 @@ def synth(
     val: int = typer.Option(200, "--val", help="Validation images."),
     size: int = typer.Option(32, "--size", help="Image side in pixels."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
+    classes: int = typer.Option(3, "--classes", help="Foreground classes: 3, or 4 with the horse silhouette."),
 ) -> None:
     """Write the synthetic `shapes` segmentation set (disc / square / triangle on photo textures); prints the folder."""
+    from mlkit.core.errors import UsageError
     from mlkit.tasks.segment.data import write_shapes
 
-    write_shapes(out, train, val, size, seed)
+    if classes not in (3, 4):
+        raise UsageError(f"shapes have 3 or 4 foreground classes, not {classes}", "--classes", "Use 3 or 4.")
+    write_shapes(out, train, val, size, seed, classes=classes)
     print(out)
 
 
@@ -33,6 +37,7 @@ def pretrain(
     seed: int = typer.Option(1, "--seed", help="Seed of the images, the init and the batch order."),
     lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per step."),
+    classes: int = typer.Option(3, "--classes", help="Foreground classes: 3, or 4 with the horse silhouette."),
 ) -> None:
     """Pretrain an encoder on many seeded shapes images with image labels only: the toy's stand-in for ImageNet
     weights (see the README's segment section); prints one JSON line with the file and its val label accuracy."""
@@ -45,13 +50,15 @@ def pretrain(
 
     if encoder not in ENCODERS:
         raise UsageError(f"unknown encoder '{encoder}'", "--encoder", f"Use one of {', '.join(ENCODERS)}.")
+    if classes not in (3, 4):
+        raise UsageError(f"shapes have 3 or 4 foreground classes, not {classes}", "--classes", "Use 3 or 4.")
     if images < 2 * batch_size or epochs < 1:
         raise UsageError("too few images or epochs", "--images", f"Use --images >= {2 * batch_size}, --epochs >= 1.")
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    enc, acc = pretrain_encoder(encoder, width, images, epochs, size, seed, lr, batch_size, log)
+    enc, acc = pretrain_encoder(encoder, width, images, epochs, size, seed, lr, batch_size, log, classes)
     save_encoder(enc, out)
     emit({"schema_version": 1, "task": "segment", "mode": "pretrain", "encoder_weights": str(out),
           "encoder": encoder, "metrics": {"val/label_acc": acc}})  # fmt: skip

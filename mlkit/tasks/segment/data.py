@@ -11,6 +11,7 @@ import csv
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
                "tvmonitor")  # fmt: skip
 SHAPE_CLASSES = ("background", "disc", "square", "triangle")
+HORSE = "horse"  # the optional 4th shapes class (spec §3): skimage's horse silhouette
 VOID = 255
 
 
@@ -92,19 +94,54 @@ def _polygon(cls: int, cx: float, cy: float, r: float, angle: float) -> list[tup
             for k in range(n)]  # fmt: skip
 
 
-def draw_sample(rng: np.random.Generator, bgs: list[np.ndarray], size: int, lo: float = 0.2, hi: float = 0.45
-                ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """One image (size x size x 3 uint8) and its mask (0 = bg): 1-3 shapes of lo..hi x side, colour random."""
+def shape_classes(n_fg: int = 3) -> tuple[str, ...]:
+    """Class names of a shapes set with 3 foreground classes, or 4 with the horse silhouette."""
+    if n_fg not in (3, 4):
+        raise ValueError(f"shapes have 3 or 4 foreground classes, not {n_fg}")
+    return SHAPE_CLASSES + ((HORSE,) if n_fg == 4 else ())
+
+
+@lru_cache(maxsize=1)
+def _horse() -> Image.Image:
+    """skimage's horse silhouette (True = background there) as an 'L' mask cropped to its bounding box."""
+    import skimage.data as sd
+
+    sil = ~np.asarray(sd.horse(), bool)
+    ys, xs = np.nonzero(sil)
+    return Image.fromarray((sil[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] * 255).astype(np.uint8), "L")
+
+
+def _paste_horse(img: Image.Image, mask: Image.Image, rng: np.random.Generator, cx: float, cy: float, r: float,
+                 colour: tuple[int, ...], cls: int) -> None:  # fmt: skip
+    """The horse scaled to width 2r, flipped at random, turned by up to 30 degrees, centred at (cx, cy)."""
+    sil = _horse()
+    w = max(int(round(2 * r)), 2)
+    h = max(int(round(2 * r * sil.height / sil.width)), 2)
+    s = sil.resize((w, h), Image.BILINEAR)
+    if rng.random() < 0.5:
+        s = s.transpose(Image.FLIP_LEFT_RIGHT)
+    s = s.rotate(float(rng.uniform(-30, 30)), Image.BILINEAR, expand=True).point(lambda v: 255 if v >= 128 else 0)
+    pos = (int(round(cx - s.width / 2)), int(round(cy - s.height / 2)))
+    img.paste(Image.new("RGB", s.size, colour), pos, s)
+    mask.paste(Image.new("L", s.size, cls), pos, s)
+
+
+def draw_sample(rng: np.random.Generator, bgs: list[np.ndarray], size: int, lo: float = 0.2, hi: float = 0.45,
+                n_fg: int = 3) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """One image (size x size x 3 uint8) and its mask (0 = bg): 1-3 shapes of lo..hi x side, colour random;
+    classes 1..n_fg (n_fg 4 adds the horse silhouette)."""
     ss = 4  # supersampling for smooth edges
     img = Image.fromarray(_background(rng, bgs, size)).resize((size * ss, size * ss), Image.NEAREST)
     mask = Image.new("L", (size * ss, size * ss), 0)
     di, dm = ImageDraw.Draw(img), ImageDraw.Draw(mask)
     for _ in range(int(rng.integers(1, 4))):
-        cls = int(rng.integers(1, 4))
+        cls = int(rng.integers(1, n_fg + 1))
         r = rng.uniform(lo, hi) * size * ss / 2
         cx, cy = rng.uniform(r, size * ss - r), rng.uniform(r, size * ss - r)
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        if cls == 1:
+        if cls == 4:
+            _paste_horse(img, mask, rng, cx, cy, r, colour, cls)
+        elif cls == 1:
             box = [cx - r, cy - r, cx + r, cy + r]
             di.ellipse(box, fill=colour)
             dm.ellipse(box, fill=cls)
@@ -117,8 +154,8 @@ def draw_sample(rng: np.random.Generator, bgs: list[np.ndarray], size: int, lo: 
     return x, np.asarray(mask.resize((size, size), Image.NEAREST), np.uint8)
 
 
-def write_shapes(root: Path, train: int, val: int, size: int, seed: int, lo: float = 0.2, hi: float = 0.45
-                 ) -> Path:  # fmt: skip
+def write_shapes(root: Path, train: int, val: int, size: int, seed: int, lo: float = 0.2, hi: float = 0.45,
+                 classes: int = 3) -> Path:  # fmt: skip
     """Write the `shapes` set in the generic layout: images/, masks/, labels.csv, split.csv, classes.txt."""
     rng = np.random.default_rng(seed)
     bgs = _backgrounds()
@@ -127,7 +164,7 @@ def write_shapes(root: Path, train: int, val: int, size: int, seed: int, lo: flo
     rows, splits = [], []
     for i in range(train + val):
         stem = f"shape{i:05d}"
-        x, m = draw_sample(rng, bgs, size, lo, hi)
+        x, m = draw_sample(rng, bgs, size, lo, hi, classes)
         Image.fromarray(x).save(root / "images" / f"{stem}.png")
         Image.fromarray(m).save(root / "masks" / f"{stem}.png")
         rows.append((stem, ";".join(str(c) for c in sorted(set(np.unique(m).tolist()) - {0}))))
@@ -136,7 +173,7 @@ def write_shapes(root: Path, train: int, val: int, size: int, seed: int, lo: flo
         csv.writer(f).writerows(rows)
     with (root / "split.csv").open("w", newline="") as f:
         csv.writer(f).writerows(splits)
-    (root / "classes.txt").write_text("\n".join(SHAPE_CLASSES) + "\n", encoding="utf-8")
+    (root / "classes.txt").write_text("\n".join(shape_classes(classes)) + "\n", encoding="utf-8")
     return root
 
 

@@ -21,15 +21,16 @@ from mlkit.tasks.segment.loss import class_loss
 from mlkit.tasks.segment.model import build_encoder
 
 
-def shapes_arrays(n: int, size: int, seed: int, lo: float = 0.2, hi: float = 0.45
+def shapes_arrays(n: int, size: int, seed: int, lo: float = 0.2, hi: float = 0.45, n_fg: int = 3
                   ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """n seeded shapes images in memory: inputs (n, 3, size, size) scaled as in training, labels (n, 4), bg = 1."""
+    """n seeded shapes images in memory: inputs (n, 3, size, size) scaled as in training, labels (n, 1 + n_fg),
+    background = 1."""
     rng, bgs = np.random.default_rng(seed), D._backgrounds()
     x = np.empty((n, 3, size, size), np.float32)
-    lab = np.zeros((n, len(D.SHAPE_CLASSES)), np.float32)
+    lab = np.zeros((n, len(D.shape_classes(n_fg))), np.float32)
     lab[:, 0] = 1.0
     for i in range(n):
-        img, mask = D.draw_sample(rng, bgs, size, lo, hi)
+        img, mask = D.draw_sample(rng, bgs, size, lo, hi, n_fg)
         x[i] = D.to_input(img)
         lab[i, [int(c) for c in np.unique(mask) if c > 0]] = 1.0
     return torch.from_numpy(x), torch.from_numpy(lab)
@@ -46,15 +47,15 @@ def label_accuracy(enc: torch.nn.Module, x: torch.Tensor, lab: torch.Tensor, bat
 
 
 def pretrain_encoder(encoder: str, width: int, images: int, epochs: int, size: int, seed: int, lr: float,
-                     batch: int, log: Callable[[str], None]) -> tuple[torch.nn.Module, float]:  # fmt: skip
+                     batch: int, log: Callable[[str], None], n_fg: int = 3) -> tuple[torch.nn.Module, float]:  # fmt: skip
     """Train `encoder` on `images` seeded shapes images (a tenth, at most 1000, held out) with the task's image
     loss (multilabel soft margin x B, background weight 0), AdamW, random flips; returns it and its val accuracy."""
-    x, lab = shapes_arrays(images, size, seed)
+    x, lab = shapes_arrays(images, size, seed, n_fg=n_fg)
     n_val = min(1000, max(1, images // 10))
     xv, lv, x, lab = x[-n_val:], lab[-n_val:], x[:-n_val], lab[:-n_val]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    enc = build_encoder(encoder, len(D.SHAPE_CLASSES), width)
+    enc = build_encoder(encoder, lab.shape[1], width)
     opt = torch.optim.AdamW(enc.parameters(), lr=lr)
     acc = 0.0
     for ep in range(epochs):

@@ -40,6 +40,7 @@ def _root(cfg: dict, ctx: Ctx | None = None) -> Path:
         "seed": int(sh["seed"]),
         "lo": float(sh["min_size"]),
         "hi": float(sh["max_size"]),
+        "classes": int(sh.get("classes", 3)),
     }
     log = ctx.log if ctx is not None else None
     return cached("segment-shapes", settings, lambda tmp: D.write_shapes(tmp, **settings), log=log)
@@ -88,6 +89,8 @@ class SegmentTask(Task):
         u = cfg["uniform_masks"]
         if u is not None and (isinstance(u, bool) or not isinstance(u, (int, float)) or not 0.0 <= u <= 1.0):
             raise UsageError(f"bad uniform_masks '{u}'", "uniform_masks", "Use null (the original's schedule) or 0 .. 1.")
+        if int(cfg["shapes"].get("classes", 3)) not in (3, 4):
+            raise UsageError("shapes.classes must be 3 or 4", "shapes.classes", "4 adds the horse silhouette.")
         if cfg["voc"]["pool"] not in ("all", "seg"):
             raise UsageError("voc.pool must be all or seg", "voc.pool")
         if int(cfg["batch_size"]) < 2 or int(cfg["image_size"]) < 8:
