@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from mlkit.cli import main
+from mlkit.core.errors import UsageError
 from mlkit.tasks.segment import data as D
 from mlkit.tasks.segment.evaluation import write_mask
 
@@ -71,7 +72,7 @@ def test_shapes_with_the_horse_class(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert d.classes == D.SHAPE_CLASSES + ("horse",)
     masks = [D.Store().get(it)[1] for it in d.train]
     assert any((m == 4).sum() >= 20 for m in masks) and max(int(m.max()) for m in masks) == 4
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="3 or 4"):
         D.shape_classes(5)
     assert main(["segment", "synth", "--out", str(tmp_path / "x"), "--classes", "5"]) == 2
     assert "3 or 4" in capsys.readouterr().err

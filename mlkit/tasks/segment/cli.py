@@ -18,11 +18,9 @@ def synth(
     classes: int = typer.Option(3, "--classes", help="Foreground classes: 3, or 4 with the horse silhouette."),
 ) -> None:
     """Write the synthetic `shapes` segmentation set (disc / square / triangle on photo textures); prints the folder."""
-    from mlkit.core.errors import UsageError
-    from mlkit.tasks.segment.data import write_shapes
+    from mlkit.tasks.segment.data import shape_classes, write_shapes
 
-    if classes not in (3, 4):
-        raise UsageError(f"shapes have 3 or 4 foreground classes, not {classes}", "--classes", "Use 3 or 4.")
+    shape_classes(classes, "--classes")
     write_shapes(out, train, val, size, seed, classes=classes)
     print(out)
 
@@ -45,13 +43,13 @@ def pretrain(
 
     from mlkit.core.console import emit
     from mlkit.core.errors import UsageError
+    from mlkit.tasks.segment.data import shape_classes
     from mlkit.tasks.segment.model import ENCODERS
     from mlkit.tasks.segment.stand_in import pretrain_encoder, save_encoder
 
     if encoder not in ENCODERS:
         raise UsageError(f"unknown encoder '{encoder}'", "--encoder", f"Use one of {', '.join(ENCODERS)}.")
-    if classes not in (3, 4):
-        raise UsageError(f"shapes have 3 or 4 foreground classes, not {classes}", "--classes", "Use 3 or 4.")
+    shape_classes(classes, "--classes")
     if images < 2 * batch_size or epochs < 1:
         raise UsageError("too few images or epochs", "--images", f"Use --images >= {2 * batch_size}, --epochs >= 1.")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mlkit.core.errors import DataError
+from mlkit.core.errors import DataError, UsageError
 from mlkit.tasks.segment.budget import choose_labelled  # noqa: F401 - re-exported
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -94,10 +94,11 @@ def _polygon(cls: int, cx: float, cy: float, r: float, angle: float) -> list[tup
             for k in range(n)]  # fmt: skip
 
 
-def shape_classes(n_fg: int = 3) -> tuple[str, ...]:
-    """Class names of a shapes set with 3 foreground classes, or 4 with the horse silhouette."""
+def shape_classes(n_fg: int = 3, where: str = "shapes.classes") -> tuple[str, ...]:
+    """Class names of a shapes set with 3 foreground classes, or 4 with the horse silhouette (else a usage error
+    naming `where`, the flag or key the count came from)."""
     if n_fg not in (3, 4):
-        raise ValueError(f"shapes have 3 or 4 foreground classes, not {n_fg}")
+        raise UsageError(f"shapes have 3 or 4 foreground classes, not {n_fg}", where, "4 adds the horse silhouette.")
     return SHAPE_CLASSES + ((HORSE,) if n_fg == 4 else ())
 
 

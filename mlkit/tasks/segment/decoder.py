@@ -111,10 +111,7 @@ class LRPDecoder:
     def conv(self, m: nn.Conv2d, r: torch.Tensor, bn: nn.BatchNorm2d | None = None) -> torch.Tensor:
         """Conv rule; with `bn` (the BN right after m) the BN rule is fused in: one K-sized multiply fewer."""
         a = self.rec[m][0]
-        op = tuple(
-            (a.shape[2 + i] + 2 * m.padding[i] - m.dilation[i] * (m.kernel_size[i] - 1) - 1) % m.stride[i]
-            for i in range(2)
-        )  # fmt: skip
+        op = _out_pad(m, a)
         if self.rule == "alpha-beta":
             w = m.weight if bn is None else m.weight * self._bn_scale(bn).view(-1, 1, 1, 1)
             return self._ab(a, r, w, *self._conv_ops(m, op))
@@ -149,9 +146,7 @@ class LRPDecoder:
         hi = x.detach().amax(dim=(1, 2, 3), keepdim=True).expand_as(x)
         w = m.weight if bn is None else m.weight * self._bn_scale(bn).view(-1, 1, 1, 1)
         wp, wn = w.clamp(min=0), w.clamp(max=0)
-        op = tuple((x.shape[2 + i] + 2 * m.padding[i] - m.dilation[i] * (m.kernel_size[i] - 1) - 1) % m.stride[i]
-                   for i in range(2))  # fmt: skip
-        fwd, bwd = self._conv_ops(m, op)
+        fwd, bwd = self._conv_ops(m, _out_pad(m, x))
         s = _flat(sdiv(r, (fwd(x, w) - fwd(lo, wp) - fwd(hi, wn)).unsqueeze(0).expand_as(r)))
         k = r.shape[0]
         return x * _unflat(bwd(s, w), k) - lo * _unflat(bwd(s, wp), k) - hi * _unflat(bwd(s, wn), k)
@@ -253,6 +248,13 @@ class LRPDecoder:
                 r = self.block(blk, r)
         r = self.first(enc.conv1, self.maxpool(enc.maxpool, r), enc.bn1)
         return r.sum(2).transpose(0, 1)
+
+
+def _out_pad(m: nn.Conv2d, a: torch.Tensor) -> tuple[int, ...]:
+    """conv_transpose2d's output_padding that gives back the recorded input size exactly (spec §8)."""
+    return tuple(
+        (a.shape[2 + i] + 2 * m.padding[i] - m.dilation[i] * (m.kernel_size[i] - 1) - 1) % m.stride[i] for i in range(2)
+    )
 
 
 def _pool_matrix(n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:

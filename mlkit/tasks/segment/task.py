@@ -71,7 +71,8 @@ class SegmentTask(Task):
     def finalize(self, cfg: dict, explicit: frozenset[str], mode: str) -> dict:
         cfg = apply_preset(cfg, explicit)
         checks = (("arch", ARCHS), ("encoder", ENCODERS), ("grad_mode", ("oneshot", "iterative")),
-                  ("format", ("auto", "generic", "voc")), ("budget_sampling", ("class-aware", "random")), ("lrp_rule", RULES))  # fmt: skip
+                  ("format", ("auto", "generic", "voc")), ("budget_sampling", ("class-aware", "random")),
+                  ("lrp_rule", RULES))  # fmt: skip
         for key, ok in checks:
             if cfg[key] not in ok:
                 raise UsageError(f"unknown {key} '{cfg[key]}'", key, f"Use one of {', '.join(ok)}.")
@@ -89,8 +90,7 @@ class SegmentTask(Task):
         u = cfg["uniform_masks"]
         if u is not None and (isinstance(u, bool) or not isinstance(u, (int, float)) or not 0.0 <= u <= 1.0):
             raise UsageError(f"bad uniform_masks '{u}'", "uniform_masks", "Use null (the original's schedule) or 0 .. 1.")
-        if int(cfg["shapes"].get("classes", 3)) not in (3, 4):
-            raise UsageError("shapes.classes must be 3 or 4", "shapes.classes", "4 adds the horse silhouette.")
+        D.shape_classes(int(cfg["shapes"].get("classes", 3)))
         if cfg["voc"]["pool"] not in ("all", "seg"):
             raise UsageError("voc.pool must be all or seg", "voc.pool")
         if int(cfg["batch_size"]) < 2 or int(cfg["image_size"]) < 8:
